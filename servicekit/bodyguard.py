@@ -1,0 +1,82 @@
+"""ASGI middleware that refuses oversized bodies (413) and non-JSON bodies (415) before any handler runs.
+
+It buffers the body (it is small by definition) so a refusal is a clean answer, never a reset
+connection, and so no handler ever sees half a body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.problems import PROBLEM_MEDIA_TYPE, status_title
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+_METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class BodyGuardMiddleware:
+    """Answer 413 for bodies over ``max_body_bytes`` and 415 for non-JSON bodies on POST/PUT/PATCH."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _METHODS_WITH_BODY:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._refuse(send, 413, f"The body is larger than {self.max_body_bytes} bytes.")
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._refuse(send, 413, f"The body is larger than {self.max_body_bytes} bytes.")
+                return
+        if body and not _is_json(headers.get("content-type", "")):
+            await self._refuse(send, 415, "The body must be JSON, sent with Content-Type: application/json.")
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        payload: dict[str, Any] = {"type": "about:blank", "title": status_title(status), "status": status, "detail": detail}
+        raw = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(raw)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": raw})

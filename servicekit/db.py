@@ -1,0 +1,92 @@
+"""Database URLs and engines for SQLite (the embedded default) and PostgreSQL (scale-out).
+
+``DATABASE_URL`` may name a driver or not (``sqlite:///x.db``, ``sqlite+aiosqlite:///x.db``,
+``postgresql://u@h/db``, ``postgresql+asyncpg://…``); the kit picks the driver each engine needs:
+pysqlite or aiosqlite for SQLite, psycopg 3 (sync and async) for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_SQLITE_BUSY_TIMEOUT_S = 30
+
+
+class UnsupportedDatabaseError(ValueError):
+    """A DATABASE_URL naming a database the suite does not support."""
+
+
+def normalize_url(url: str, *, asynchronous: bool) -> str:
+    """Return ``url`` with the driver this suite uses for its backend."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        driver = "aiosqlite" if asynchronous else "pysqlite"
+    elif backend in {"postgresql", "postgres"}:
+        backend, driver = "postgresql", "psycopg"
+    else:
+        raise UnsupportedDatabaseError(f"unsupported DATABASE_URL backend {backend!r}: use sqlite or postgresql")
+    return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` names a SQLite database."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL, NORMAL sync and write transactions that take the lock up front.
+
+    pysqlite's own transaction handling starts transactions lazily and as DEFERRED, so two
+    writers can both read, then deadlock upgrading to a write lock. Beginning IMMEDIATE
+    serialises writers at BEGIN, and busy_timeout makes them queue instead of failing.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sync_engine(url: str, **kwargs: Any) -> Engine:
+    """A synchronous engine for ``url`` (services that run their store in worker threads)."""
+    url = normalize_url(url, asynchronous=False)
+    if is_sqlite(url):
+        _prepare_sqlite_file(url)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs
+        )
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def create_async_db_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An asyncio engine for ``url`` (the orchestrator, which is async end to end)."""
+    url = normalize_url(url, asynchronous=True)
+    if is_sqlite(url):
+        _prepare_sqlite_file(url)
+        engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs)
+        _tune_sqlite(engine.sync_engine)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)

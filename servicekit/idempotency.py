@@ -1,0 +1,140 @@
+"""Idempotency-Key handling, after the IETF ``Idempotency-Key`` header draft.
+
+A service applies a mutating request and records its response under ``(scope, key)`` in one
+transaction, so the effect and the record exist together or not at all. A repeat with the same
+key and the same meaning replays the first response (``Idempotent-Replayed: true``) and applies
+nothing; the same key with a different body is 422. Refusals (4xx) are not recorded: they changed
+nothing, so answering a repeat afresh is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Header
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+from servicekit.problems import ProblemError
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="1–255 visible ASCII characters. A repeat with the same key replays the first answer.",
+        examples=["3f0c2a9e-warehouse-reserve"],
+    ),
+]
+
+
+class IdempotencyKeyReusedError(ProblemError):
+    """The key was first used with a request of another meaning."""
+
+    status = 422
+    type = "urn:checkout-suite:problem:idempotency-key-reused"
+    title = "Idempotency key reused"
+
+
+class IdempotencyRecordBase(SQLModel):
+    """Columns of a service's idempotency table; each service declares the table on its own base."""
+
+    scope: str = Field(primary_key=True, max_length=300)
+    key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int
+    response_body: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+RecordT = TypeVar("RecordT", bound=IdempotencyRecordBase)
+
+
+def fingerprint(payload: Any) -> str:
+    """A digest of a request's meaning: its parsed JSON with keys sorted."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response, fresh or replayed."""
+
+    status_code: int
+    body: Any
+    replayed: bool = False
+
+    def to_response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        """Render as JSON, marking replays."""
+        all_headers = dict(headers or {})
+        if self.replayed:
+            all_headers[REPLAYED_HEADER] = "true"
+        return JSONResponse(self.body, status_code=self.status_code, headers=all_headers)
+
+
+def _replay(record: IdempotencyRecordBase, digest: str) -> StoredResponse:
+    if record.fingerprint != digest:
+        raise IdempotencyKeyReusedError(
+            f"The Idempotency-Key {record.key!r} was first used with a different request body."
+        )
+    return StoredResponse(record.status_code, json.loads(record.response_body), replayed=True)
+
+
+def execute_once(
+    session: Session,
+    record_model: type[RecordT],
+    *,
+    scope: str,
+    key: str | None,
+    digest: str,
+    action: Callable[[], tuple[int, Any]],
+) -> StoredResponse:
+    """Run ``action`` (which writes through ``session``) once per ``(scope, key)`` and commit.
+
+    ``action`` returns ``(status_code, json_body)``. Without a key it simply runs and commits.
+    """
+    if key is None:
+        try:
+            status_code, body = action()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return StoredResponse(status_code, body)
+
+    existing = session.get(record_model, (scope, key))
+    if existing is not None:
+        session.rollback()
+        return _replay(existing, digest)
+    try:
+        status_code, body = action()
+        session.add(
+            record_model(
+                scope=scope, key=key, fingerprint=digest, status_code=status_code, response_body=json.dumps(body)
+            )
+        )
+        session.commit()
+    except (IntegrityError, ProblemError):
+        # A concurrent twin with the same key may have won the race (PostgreSQL's read-committed
+        # readers do not see it until it commits): answer as it did, or re-raise our refusal.
+        session.rollback()
+        twin = session.get(record_model, (scope, key))
+        session.rollback()
+        if twin is None:
+            raise
+        return _replay(twin, digest)
+    except BaseException:
+        session.rollback()
+        raise
+    return StoredResponse(status_code, body)

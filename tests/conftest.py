@@ -1,0 +1,108 @@
+"""Fixtures shared by every test: databases on SQLite and PostgreSQL, and in-process app clients.
+
+Tests that take ``database_url`` run once on SQLite and once on PostgreSQL. PostgreSQL comes from
+``TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``); when it does not
+answer those runs are skipped with the reason, unless ``REQUIRE_POSTGRES=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+_postgres_state: dict[str, str | None] = {}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _postgres_unavailable_reason() -> str | None:
+    """None when PostgreSQL answers, else why not (checked once per run)."""
+    if "reason" not in _postgres_state:
+        try:
+            engine = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            engine.dispose()
+            _postgres_state["reason"] = None
+        except Exception as exc:
+            _postgres_state["reason"] = (
+                f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}); "
+                "set TEST_POSTGRES_URL to run these tests"
+            )
+    return _postgres_state["reason"]
+
+
+def _fresh_postgres_database(name: str) -> str:
+    """A PostgreSQL database named ``name`` with an empty public schema; returns its URL."""
+    base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    target = base.set(database=name)
+    engine = create_engine(target, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return target.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend a test runs on."""
+    if request.param == "postgres":
+        reason = _postgres_unavailable_reason()
+        if reason is not None:
+            if REQUIRE_POSTGRES:
+                pytest.fail(reason)
+            pytest.skip(reason)
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, worker_suffix: str) -> Callable[[str], str]:
+    """Make an empty database for a service: ``database_url("warehouse")``."""
+
+    def make(service: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / service}.db"
+        return _fresh_postgres_database(f"checkout_test_{service}{worker_suffix}")
+
+    return make
+
+
+@pytest.fixture
+def worker_suffix() -> str:
+    """Distinguishes databases of parallel pytest workers (pytest-xdist), empty otherwise."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"_{worker}" if worker else ""
+
+
+@asynccontextmanager
+async def running(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and yield a client talking to it in-process.
+
+    The client's transport wraps ``manager.app``, which carries the lifespan state.
+    """
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            client.app = manager.app  # type: ignore[attr-defined]
+            yield client

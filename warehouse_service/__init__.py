@@ -1,0 +1,1 @@
+"""Warehouse service: inventory per sku and reservations of stock per checkout."""

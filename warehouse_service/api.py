@@ -1,0 +1,152 @@
+"""HTTP routes of the warehouse: thin, every query lives in ``store``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
+from servicekit.problems import problem_responses
+from warehouse_service import store
+from warehouse_service.errors import ReservationNotFoundError
+from warehouse_service.models import IdempotencyRecord
+from warehouse_service.schemas import (
+    InventoryPublic,
+    InventoryUpdate,
+    ReservationCreate,
+    ReservationPage,
+    ReservationPublic,
+)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, on the engine the lifespan opened."""
+    with Session(request.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, examples=["SKU-001"])]
+
+router = APIRouter()
+
+
+def _reservation_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ReservationNotFoundError(f"No reservation has the id {raw}.") from None
+
+
+@router.post(
+    "/reservations",
+    tags=["reservations"],
+    summary="Reserve stock for a checkout",
+    status_code=201,
+    response_model=ReservationPublic,
+    responses={200: {"model": ReservationPublic, "description": "The checkout's existing reservation"}}
+    | problem_responses(409, 422),
+)
+def create_reservation(
+    body: ReservationCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Hold every line's units for the checkout, or none of them (409 naming the sku that is short)."""
+
+    def action() -> tuple[int, object]:
+        reservation, created = store.reserve(session, checkout_id=body.checkout_id, lines=body.items)
+        return (201 if created else 200), reservation.model_dump(mode="json")
+
+    result = execute_once(
+        session,
+        IdempotencyRecord,
+        scope="POST /reservations",
+        key=idempotency_key,
+        digest=fingerprint(body.model_dump(mode="json")),
+        action=action,
+    )
+    return result.to_response({"Location": f"/reservations/{result.body['id']}"})
+
+
+@router.post(
+    "/reservations/{reservation_id}/release",
+    tags=["reservations"],
+    summary="Release a reservation",
+    response_model=ReservationPublic,
+    responses=problem_responses(404, 422),
+)
+def release_reservation(
+    reservation_id: str, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Return the reservation's units to stock (the saga's compensation); releasing again changes nothing."""
+    parsed = _reservation_id(reservation_id)
+
+    def action() -> tuple[int, object]:
+        return 200, store.release(session, reservation_id=parsed).model_dump(mode="json")
+
+    scope = f"POST /reservations/{parsed}/release"
+    return execute_once(
+        session, IdempotencyRecord, scope=scope, key=idempotency_key, digest=fingerprint(None), action=action
+    ).to_response()
+
+
+@router.get(
+    "/reservations/{reservation_id}",
+    tags=["reservations"],
+    summary="Read a reservation",
+    response_model=ReservationPublic,
+    responses=problem_responses(404),
+)
+def read_reservation(reservation_id: str, session: SessionDep) -> ReservationPublic:
+    """One reservation with its lines and status."""
+    return store.read_reservation(session, reservation_id=_reservation_id(reservation_id))
+
+
+@router.get(
+    "/reservations",
+    tags=["reservations"],
+    summary="Find a checkout's reservation",
+    response_model=ReservationPage,
+    responses=problem_responses(422),
+)
+def list_reservations(
+    session: SessionDep, checkout_id: Annotated[str, Query(min_length=1, max_length=64)]
+) -> ReservationPage:
+    """The reservation held for a checkout (an empty list if it has none)."""
+    found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
+    return ReservationPage(items=[found] if found else [])
+
+
+@router.get(
+    "/inventory/{sku}",
+    tags=["inventory"],
+    summary="Read stock of a sku",
+    response_model=InventoryPublic,
+    responses=problem_responses(404),
+)
+def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
+    """On-hand, reserved and available units of a sku (404 if it was never stocked)."""
+    return store.read_inventory(session, sku=sku)
+
+
+@router.put(
+    "/inventory/{sku}",
+    tags=["inventory"],
+    summary="Set stock of a sku",
+    response_model=InventoryPublic,
+    responses={201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"}}
+    | problem_responses(409, 422),
+)
+def update_inventory(sku: SkuPath, body: InventoryUpdate, session: SessionDep) -> JSONResponse:
+    """Set the physical on-hand count (a PUT, so repeating it is harmless); 409 if below what is reserved."""
+    try:
+        inventory, created = store.set_on_hand(session, sku=sku, on_hand=body.on_hand)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return JSONResponse(inventory.model_dump(mode="json"), status_code=201 if created else 200)

@@ -1,0 +1,60 @@
+"""Tables of the warehouse's own database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from servicekit.idempotency import IdempotencyRecordBase
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WarehouseTable(SQLModel, registry=registry()):
+    """Base of the warehouse's tables, so create_all touches only them."""
+
+
+class InventoryItem(WarehouseTable, table=True):
+    """Stock of one sku; ``reserved`` never exceeds ``on_hand``."""
+
+    __tablename__ = "inventory_item"
+
+    sku: str = Field(primary_key=True, max_length=64)
+    on_hand: int = Field(ge=0)
+    reserved: int = Field(default=0, ge=0)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Reservation(WarehouseTable, table=True):
+    """Stock held for one checkout; at most one per checkout."""
+
+    __tablename__ = "reservation"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    checkout_id: str = Field(max_length=64, unique=True)
+    status: str = Field(default="reserved", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    released_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class ReservationLine(WarehouseTable, table=True):
+    """One sku and quantity of a reservation."""
+
+    __tablename__ = "reservation_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reservation_id: uuid.UUID = Field(foreign_key="reservation.id", index=True)
+    sku: str = Field(max_length=64)
+    quantity: int
+
+
+class IdempotencyRecord(IdempotencyRecordBase, WarehouseTable, table=True):
+    """First responses to keyed requests."""
+
+    __tablename__ = "idempotency_record"

@@ -1,0 +1,182 @@
+"""Every query of the warehouse. Functions take the session, then keyword-only arguments.
+
+Reserving is atomic under any concurrency on SQLite and PostgreSQL: each line is one conditional
+``UPDATE … SET reserved = reserved + q WHERE available >= q``; the database checks and takes the
+units in one statement, so two checkouts can never both get the last unit. Lines are updated in
+sku order so concurrent multi-line reservations lock rows in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from warehouse_service.errors import (
+    InsufficientStockError,
+    ReservationConflictError,
+    ReservationNotFoundError,
+    SkuNotFoundError,
+    StockBelowReservedError,
+    UnknownSkuError,
+)
+from warehouse_service.models import InventoryItem, Reservation, ReservationLine, utcnow
+from warehouse_service.schemas import InventoryPublic, ReservationLineIn, ReservationPublic
+
+DEMO_CATALOG: dict[str, int] = {
+    "SKU-001": 100,  # Notebook
+    "SKU-002": 50,  # Fountain pen
+    "SKU-003": 20,  # Desk lamp
+    "SKU-LAST": 1,  # exactly one unit: the second checkout for it fails
+    "SKU-SOLDOUT": 0,  # always out of stock: shows the saga compensating
+}
+
+
+def merge_lines(lines: list[ReservationLineIn]) -> dict[str, int]:
+    """Quantities per sku, summing repeated skus, in sku order."""
+    totals: Counter[str] = Counter()
+    for line in lines:
+        totals[line.sku] += line.quantity
+    return dict(sorted(totals.items()))
+
+
+def _public(reservation: Reservation, lines: list[ReservationLine]) -> ReservationPublic:
+    return ReservationPublic(
+        id=reservation.id,
+        checkout_id=reservation.checkout_id,
+        status=reservation.status,  # type: ignore[arg-type]
+        items=[ReservationLineIn(sku=line.sku, quantity=line.quantity) for line in lines],
+        created_at=reservation.created_at,
+        released_at=reservation.released_at,
+    )
+
+
+def _lines(session: Session, reservation_id: uuid.UUID) -> list[ReservationLine]:
+    query = select(ReservationLine).where(ReservationLine.reservation_id == reservation_id)
+    return list(session.exec(query.order_by(col(ReservationLine.sku))).all())
+
+
+def find_reservation_for_checkout(session: Session, *, checkout_id: str) -> ReservationPublic | None:
+    """The reservation of a checkout, if it has one."""
+    reservation = session.exec(select(Reservation).where(Reservation.checkout_id == checkout_id)).first()
+    if reservation is None:
+        return None
+    return _public(reservation, _lines(session, reservation.id))
+
+
+def reserve(session: Session, *, checkout_id: str, lines: list[ReservationLineIn]) -> tuple[ReservationPublic, bool]:
+    """Hold every line's units or none; returns the reservation and whether it is new.
+
+    A checkout holds at most one reservation: asking again with the same lines returns it.
+    """
+    wanted = merge_lines(lines)
+    existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
+    if existing is not None:
+        if {line.sku: line.quantity for line in existing.items} != wanted:
+            raise ReservationConflictError(
+                f"Checkout {checkout_id} already holds reservation {existing.id} with other lines."
+            )
+        return existing, False
+
+    known = set(session.exec(select(InventoryItem.sku).where(col(InventoryItem.sku).in_(wanted))).all())
+    unknown = [sku for sku in wanted if sku not in known]
+    if unknown:
+        raise UnknownSkuError(
+            f"Unknown sku: {', '.join(unknown)}.",
+            errors=[
+                {"loc": ["body", "items", i, "sku"], "msg": f"Unknown sku {line.sku!r}", "type": "unknown_sku"}
+                for i, line in enumerate(lines)
+                if line.sku in unknown
+            ],
+        )
+
+    short: list[str] = []
+    for sku, quantity in wanted.items():
+        taken = session.execute(
+            update(InventoryItem)
+            .where(col(InventoryItem.sku) == sku)
+            .where(col(InventoryItem.on_hand) - col(InventoryItem.reserved) >= quantity)
+            .values(reserved=col(InventoryItem.reserved) + quantity, updated_at=utcnow())
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            short.append(sku)
+            break  # the caller rolls back; nothing stays reserved
+    if short:
+        raise InsufficientStockError(f"Not enough stock for sku {short[0]}.", skus=short)
+
+    reservation = Reservation(checkout_id=checkout_id)
+    session.add(reservation)
+    session.flush()
+    rows = [ReservationLine(reservation_id=reservation.id, sku=sku, quantity=q) for sku, q in wanted.items()]
+    session.add_all(rows)
+    session.flush()
+    return _public(reservation, rows), True
+
+
+def release(session: Session, *, reservation_id: uuid.UUID) -> ReservationPublic:
+    """Return a reservation's units to stock; releasing twice changes nothing more."""
+    reservation = session.get(Reservation, reservation_id)
+    if reservation is None:
+        raise ReservationNotFoundError(f"No reservation has the id {reservation_id}.")
+    lines = _lines(session, reservation.id)
+    if reservation.status == "reserved":
+        for line in lines:
+            session.execute(
+                update(InventoryItem)
+                .where(col(InventoryItem.sku) == line.sku)
+                .values(reserved=col(InventoryItem.reserved) - line.quantity, updated_at=utcnow())
+            )
+        reservation.status = "released"
+        reservation.released_at = utcnow()
+        session.add(reservation)
+        session.flush()
+    return _public(reservation, lines)
+
+
+def read_reservation(session: Session, *, reservation_id: uuid.UUID) -> ReservationPublic:
+    """One reservation by id."""
+    reservation = session.get(Reservation, reservation_id)
+    if reservation is None:
+        raise ReservationNotFoundError(f"No reservation has the id {reservation_id}.")
+    return _public(reservation, _lines(session, reservation.id))
+
+
+def read_inventory(session: Session, *, sku: str) -> InventoryPublic:
+    """Stock of one sku."""
+    item = session.get(InventoryItem, sku)
+    if item is None:
+        raise SkuNotFoundError(f"The sku {sku} was never stocked.")
+    return InventoryPublic(sku=item.sku, on_hand=item.on_hand, reserved=item.reserved, available=item.on_hand - item.reserved)
+
+
+def set_on_hand(session: Session, *, sku: str, on_hand: int) -> tuple[InventoryPublic, bool]:
+    """Set the physical stock of a sku, creating it; returns the stock and whether it is new."""
+    item = session.get(InventoryItem, sku)
+    created = item is None
+    if item is None:
+        item = InventoryItem(sku=sku, on_hand=on_hand)
+        session.add(item)
+    else:
+        changed = session.execute(
+            update(InventoryItem)
+            .where(col(InventoryItem.sku) == sku)
+            .where(col(InventoryItem.reserved) <= on_hand)
+            .values(on_hand=on_hand, updated_at=utcnow())
+        )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            raise StockBelowReservedError(
+                f"{sku} has {item.reserved} units reserved; on_hand cannot go below that."
+            )
+        session.refresh(item)
+    session.flush()
+    return read_inventory(session, sku=sku), created
+
+
+def seed_catalog(session: Session, catalog: dict[str, int]) -> None:
+    """Stock every sku of ``catalog`` that was never stocked; existing stock is left as it is."""
+    for sku, on_hand in catalog.items():
+        if session.get(InventoryItem, sku) is None:
+            session.add(InventoryItem(sku=sku, on_hand=on_hand))
+    session.commit()
