@@ -11,7 +11,9 @@ from servicekit.bodyguard import DEFAULT_MAX_BODY_BYTES, BodyGuardMiddleware
 from servicekit.problems import Problem, install_problem_handlers
 
 
-def create_service_app(*, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **fastapi_kwargs: Any) -> FastAPI:
+def create_service_app(
+    *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, **fastapi_kwargs: Any
+) -> FastAPI:
     """A FastAPI app whose ``/docs`` works offline and whose every error is problem+json.
 
     ``fastapi_kwargs`` go to FastAPI (title, description, version, lifespan, openapi_tags…).

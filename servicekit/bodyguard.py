@@ -19,7 +19,9 @@ _METHODS_WITH_BODY = {"POST", "PUT", "PATCH"}
 
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 class BodyGuardMiddleware:
@@ -47,10 +49,14 @@ class BodyGuardMiddleware:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
-                await self._refuse(send, 413, f"The body is larger than {self.max_body_bytes} bytes.")
+                await self._refuse(
+                    send, 413, f"The body is larger than {self.max_body_bytes} bytes."
+                )
                 return
         if body and not _is_json(headers.get("content-type", "")):
-            await self._refuse(send, 415, "The body must be JSON, sent with Content-Type: application/json.")
+            await self._refuse(
+                send, 415, "The body must be JSON, sent with Content-Type: application/json."
+            )
             return
 
         replayed = False
@@ -66,7 +72,12 @@ class BodyGuardMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:
-        payload: dict[str, Any] = {"type": "about:blank", "title": status_title(status), "status": status, "detail": detail}
+        payload: dict[str, Any] = {
+            "type": "about:blank",
+            "title": status_title(status),
+            "status": status,
+            "detail": detail,
+        }
         raw = json.dumps(payload).encode()
         await send(
             {

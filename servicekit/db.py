@@ -30,7 +30,9 @@ def normalize_url(url: str, *, asynchronous: bool) -> str:
     elif backend in {"postgresql", "postgres"}:
         backend, driver = "postgresql", "psycopg"
     else:
-        raise UnsupportedDatabaseError(f"unsupported DATABASE_URL backend {backend!r}: use sqlite or postgresql")
+        raise UnsupportedDatabaseError(
+            f"unsupported DATABASE_URL backend {backend!r}: use sqlite or postgresql"
+        )
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 
@@ -74,7 +76,9 @@ def create_sync_engine(url: str, **kwargs: Any) -> Engine:
     if is_sqlite(url):
         _prepare_sqlite_file(url)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
+            **kwargs,
         )
         _tune_sqlite(engine)
         return engine
@@ -86,7 +90,9 @@ def create_async_db_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = normalize_url(url, asynchronous=True)
     if is_sqlite(url):
         _prepare_sqlite_file(url)
-        engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs)
+        engine = create_async_engine(
+            url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs
+        )
         _tune_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)

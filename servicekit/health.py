@@ -27,7 +27,10 @@ def health_router(check_database: Callable[[], Awaitable[None]]) -> APIRouter:
         return HealthStatus()
 
     @router.get(
-        "/readyz", summary="Readiness", response_model=HealthStatus, responses=problem_responses(503)
+        "/readyz",
+        summary="Readiness",
+        response_model=HealthStatus,
+        responses=problem_responses(503),
     )
     async def readyz() -> HealthStatus | JSONResponse:
         """The service's own database answers a query; other services are not consulted."""

@@ -121,7 +121,11 @@ def execute_once(
         status_code, body = action()
         session.add(
             record_model(
-                scope=scope, key=key, fingerprint=digest, status_code=status_code, response_body=json.dumps(body)
+                scope=scope,
+                key=key,
+                fingerprint=digest,
+                status_code=status_code,
+                response_body=json.dumps(body),
             )
         )
         session.commit()

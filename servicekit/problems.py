@@ -28,7 +28,9 @@ def status_title(status: int) -> str:
 class FieldError(BaseModel):
     """One invalid field of a request."""
 
-    loc: list[str | int] = Field(description="Where the field is: body, query, path or header, then its path.")
+    loc: list[str | int] = Field(
+        description="Where the field is: body, query, path or header, then its path."
+    )
     msg: str
     type: str
 
@@ -54,7 +56,9 @@ class ProblemError(Exception):
     type: ClassVar[str] = "about:blank"
     title: ClassVar[str] = "Internal Server Error"
 
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: dict[str, str] | None = None, **extensions: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers or {}
@@ -95,7 +99,11 @@ def problem_response(
 def field_errors(errors: Any) -> list[dict[str, Any]]:
     """Reduce pydantic errors to ``loc``/``msg``/``type``; inputs and contexts are not echoed."""
     return [
-        {"loc": [p if isinstance(p, int) else str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
+            "msg": e["msg"],
+            "type": e["type"],
+        }
         for e in errors
     ]
 
@@ -103,7 +111,12 @@ def field_errors(errors: Any) -> list[dict[str, Any]]:
 async def _problem_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     return problem_response(
-        exc.status, exc.detail, title=exc.title, type_=exc.type, headers=exc.headers, **exc.extensions
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type_=exc.type,
+        headers=exc.headers,
+        **exc.extensions,
     )
 
 

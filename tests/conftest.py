@@ -8,14 +8,10 @@ answer those runs are skipped with the reason, unless ``REQUIRE_POSTGRES=1`` (CI
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -51,7 +47,9 @@ def _fresh_postgres_database(name: str) -> str:
     base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).first()
         if not exists:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
@@ -93,16 +91,3 @@ def worker_suffix() -> str:
     """Distinguishes databases of parallel pytest workers (pytest-xdist), empty otherwise."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     return f"_{worker}" if worker else ""
-
-
-@asynccontextmanager
-async def running(app: FastAPI, base_url: str = "http://testserver") -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app``'s lifespan and yield a client talking to it in-process.
-
-    The client's transport wraps ``manager.app``, which carries the lifespan state.
-    """
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-            client.app = manager.app  # type: ignore[attr-defined]
-            yield client

@@ -49,7 +49,9 @@ def _reservation_id(raw: str) -> uuid.UUID:
     summary="Reserve stock for a checkout",
     status_code=201,
     response_model=ReservationPublic,
-    responses={200: {"model": ReservationPublic, "description": "The checkout's existing reservation"}}
+    responses={
+        200: {"model": ReservationPublic, "description": "The checkout's existing reservation"}
+    }
     | problem_responses(409, 422),
 )
 def create_reservation(
@@ -58,7 +60,9 @@ def create_reservation(
     """Hold every line's units for the checkout, or none of them (409 naming the sku that is short)."""
 
     def action() -> tuple[int, object]:
-        reservation, created = store.reserve(session, checkout_id=body.checkout_id, lines=body.items)
+        reservation, created = store.reserve(
+            session, checkout_id=body.checkout_id, lines=body.items
+        )
         return (201 if created else 200), reservation.model_dump(mode="json")
 
     result = execute_once(
@@ -90,7 +94,12 @@ def release_reservation(
 
     scope = f"POST /reservations/{parsed}/release"
     return execute_once(
-        session, IdempotencyRecord, scope=scope, key=idempotency_key, digest=fingerprint(None), action=action
+        session,
+        IdempotencyRecord,
+        scope=scope,
+        key=idempotency_key,
+        digest=fingerprint(None),
+        action=action,
     ).to_response()
 
 
@@ -138,7 +147,9 @@ def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
     tags=["inventory"],
     summary="Set stock of a sku",
     response_model=InventoryPublic,
-    responses={201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"}}
+    responses={
+        201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"}
+    }
     | problem_responses(409, 422),
 )
 def update_inventory(sku: SkuPath, body: InventoryUpdate, session: SessionDep) -> JSONResponse:

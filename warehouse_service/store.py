@@ -58,15 +58,21 @@ def _lines(session: Session, reservation_id: uuid.UUID) -> list[ReservationLine]
     return list(session.exec(query.order_by(col(ReservationLine.sku))).all())
 
 
-def find_reservation_for_checkout(session: Session, *, checkout_id: str) -> ReservationPublic | None:
+def find_reservation_for_checkout(
+    session: Session, *, checkout_id: str
+) -> ReservationPublic | None:
     """The reservation of a checkout, if it has one."""
-    reservation = session.exec(select(Reservation).where(Reservation.checkout_id == checkout_id)).first()
+    reservation = session.exec(
+        select(Reservation).where(Reservation.checkout_id == checkout_id)
+    ).first()
     if reservation is None:
         return None
     return _public(reservation, _lines(session, reservation.id))
 
 
-def reserve(session: Session, *, checkout_id: str, lines: list[ReservationLineIn]) -> tuple[ReservationPublic, bool]:
+def reserve(
+    session: Session, *, checkout_id: str, lines: list[ReservationLineIn]
+) -> tuple[ReservationPublic, bool]:
     """Hold every line's units or none; returns the reservation and whether it is new.
 
     A checkout holds at most one reservation: asking again with the same lines returns it.
@@ -80,13 +86,19 @@ def reserve(session: Session, *, checkout_id: str, lines: list[ReservationLineIn
             )
         return existing, False
 
-    known = set(session.exec(select(InventoryItem.sku).where(col(InventoryItem.sku).in_(wanted))).all())
+    known = set(
+        session.exec(select(InventoryItem.sku).where(col(InventoryItem.sku).in_(wanted))).all()
+    )
     unknown = [sku for sku in wanted if sku not in known]
     if unknown:
         raise UnknownSkuError(
             f"Unknown sku: {', '.join(unknown)}.",
             errors=[
-                {"loc": ["body", "items", i, "sku"], "msg": f"Unknown sku {line.sku!r}", "type": "unknown_sku"}
+                {
+                    "loc": ["body", "items", i, "sku"],
+                    "msg": f"Unknown sku {line.sku!r}",
+                    "type": "unknown_sku",
+                }
                 for i, line in enumerate(lines)
                 if line.sku in unknown
             ],
@@ -109,7 +121,10 @@ def reserve(session: Session, *, checkout_id: str, lines: list[ReservationLineIn
     reservation = Reservation(checkout_id=checkout_id)
     session.add(reservation)
     session.flush()
-    rows = [ReservationLine(reservation_id=reservation.id, sku=sku, quantity=q) for sku, q in wanted.items()]
+    rows = [
+        ReservationLine(reservation_id=reservation.id, sku=sku, quantity=q)
+        for sku, q in wanted.items()
+    ]
     session.add_all(rows)
     session.flush()
     return _public(reservation, rows), True
@@ -148,7 +163,12 @@ def read_inventory(session: Session, *, sku: str) -> InventoryPublic:
     item = session.get(InventoryItem, sku)
     if item is None:
         raise SkuNotFoundError(f"The sku {sku} was never stocked.")
-    return InventoryPublic(sku=item.sku, on_hand=item.on_hand, reserved=item.reserved, available=item.on_hand - item.reserved)
+    return InventoryPublic(
+        sku=item.sku,
+        on_hand=item.on_hand,
+        reserved=item.reserved,
+        available=item.on_hand - item.reserved,
+    )
 
 
 def set_on_hand(session: Session, *, sku: str, on_hand: int) -> tuple[InventoryPublic, bool]:
