@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
+from servicekit.db import UTCDateTime
 from servicekit.problems import ProblemError
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -55,7 +56,7 @@ class IdempotencyRecordBase(SQLModel):
     fingerprint: str = Field(max_length=64)
     status_code: int
     response_body: str
-    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
 
 
 RecordT = TypeVar("RecordT", bound=IdempotencyRecordBase)

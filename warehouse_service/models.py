@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from servicekit.db import UTCDateTime
 from servicekit.idempotency import IdempotencyRecordBase
 
 
@@ -28,7 +28,7 @@ class InventoryItem(WarehouseTable, table=True):
     sku: str = Field(primary_key=True, max_length=64)
     on_hand: int = Field(ge=0)
     reserved: int = Field(default=0, ge=0)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Reservation(WarehouseTable, table=True):
@@ -39,8 +39,8 @@ class Reservation(WarehouseTable, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     checkout_id: str = Field(max_length=64, unique=True)
     status: str = Field(default="reserved", max_length=16)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
-    released_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ReservationLine(WarehouseTable, table=True):

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from warehouse_service.errors import (
@@ -86,6 +87,23 @@ def reserve(
             )
         return existing, False
 
+    # Claim the checkout before taking any stock. A concurrent twin (PostgreSQL's read-committed
+    # readers do not see this uncommitted row) waits on the unique index, then fails here and
+    # answers with the reservation that won instead of taking the stock a second time.
+    reservation = Reservation(checkout_id=checkout_id)
+    try:
+        with session.begin_nested():
+            session.add(reservation)
+    except IntegrityError:
+        existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
+        if existing is None:
+            raise
+        if {line.sku: line.quantity for line in existing.items} != wanted:
+            raise ReservationConflictError(
+                f"Checkout {checkout_id} already holds reservation {existing.id} with other lines."
+            ) from None
+        return existing, False
+
     known = set(
         session.exec(select(InventoryItem.sku).where(col(InventoryItem.sku).in_(wanted))).all()
     )
@@ -118,9 +136,6 @@ def reserve(
     if short:
         raise InsufficientStockError(f"Not enough stock for sku {short[0]}.", skus=short)
 
-    reservation = Reservation(checkout_id=checkout_id)
-    session.add(reservation)
-    session.flush()
     rows = [
         ReservationLine(reservation_id=reservation.id, sku=sku, quantity=q)
         for sku, q in wanted.items()
@@ -137,16 +152,25 @@ def release(session: Session, *, reservation_id: uuid.UUID) -> ReservationPublic
         raise ReservationNotFoundError(f"No reservation has the id {reservation_id}.")
     lines = _lines(session, reservation.id)
     if reservation.status == "reserved":
-        for line in lines:
-            session.execute(
-                update(InventoryItem)
-                .where(col(InventoryItem.sku) == line.sku)
-                .values(reserved=col(InventoryItem.reserved) - line.quantity, updated_at=utcnow())
-            )
-        reservation.status = "released"
-        reservation.released_at = utcnow()
-        session.add(reservation)
-        session.flush()
+        # Only the transaction whose conditional UPDATE flips the status returns the units:
+        # concurrent releases of one reservation must not give its stock back twice.
+        claimed = session.execute(
+            update(Reservation)
+            .where(col(Reservation.id) == reservation_id)
+            .where(col(Reservation.status) == "reserved")
+            .values(status="released", released_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            for line in lines:
+                session.execute(
+                    update(InventoryItem)
+                    .where(col(InventoryItem.sku) == line.sku)
+                    .values(
+                        reserved=col(InventoryItem.reserved) - line.quantity, updated_at=utcnow()
+                    )
+                )
+        session.refresh(reservation)
     return _public(reservation, lines)
 
 

@@ -1,0 +1,69 @@
+"""Application factory of the email service: ``uvicorn email_service.main:create_app --factory``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import anyio
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from email_service.api import router
+from email_service.delivery import Mailer, build_mailer
+from email_service.models import EmailTable
+from email_service.settings import Settings
+from servicekit.app import create_service_app
+from servicekit.db import create_sync_engine
+from servicekit.health import health_router
+
+
+class State(TypedDict):
+    engine: Engine
+    mailer: Mailer
+
+
+def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None) -> FastAPI:
+    """Build the email app; settings come from the environment unless given.
+
+    ``mailer`` replaces the one ``SMTP_URL`` selects (tests use it to hold a delivery open).
+    """
+    settings = settings or Settings()
+    # Built now, so a malformed SMTP_URL or EMAIL_FROM stops the process at start.
+    chosen = mailer or build_mailer(
+        smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s
+    )
+    engine_holder: list[Engine] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        engine = create_sync_engine(settings.database_url)
+        EmailTable.metadata.create_all(engine)
+        engine_holder.append(engine)
+        yield {"engine": engine, "mailer": chosen}
+        engine_holder.clear()
+        engine.dispose()
+
+    async def check_database() -> None:
+        def ping() -> None:
+            with engine_holder[0].connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        await anyio.to_thread.run_sync(ping)
+
+    app = create_service_app(
+        title="Email service",
+        version="1.0.0",
+        description="An outbox of order emails: each is rendered from a template, recorded, then "
+        "sent over SMTP (or written to the log without SMTP_URL). At most one message per "
+        "checkout and template, so a confirmation is never sent twice.",
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "emails", "description": "Messages of the outbox and their delivery."},
+            {"name": "health", "description": "Liveness and readiness probes."},
+        ],
+    )
+    app.include_router(router)
+    app.include_router(health_router(check_database))
+    return app

@@ -1,0 +1,1 @@
+"""The checkout orchestrator: drives each checkout through the warehouse, rewards and email steps as a saga."""

@@ -1,0 +1,180 @@
+"""HTTP routes of the orchestrator: thin; the saga lives in ``saga/``, queries in ``store``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from decimal import ROUND_FLOOR, Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.errors import CheckoutNotFoundError, IdempotencyKeyInFlightError
+from orchestrator.models import Checkout
+from orchestrator.saga.supervisor import Supervisor
+from orchestrator.schemas import CHECKOUT_EXAMPLE, TERMINAL_STATUSES, CheckoutCreate, CheckoutPage, CheckoutPublic
+from orchestrator.settings import Settings
+from orchestrator.store import Journal, is_duplicate_key
+from servicekit.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, IdempotencyKeyReusedError, fingerprint
+from servicekit.problems import problem_responses
+
+
+def get_journal(request: Request) -> Journal:
+    return request.state.journal  # type: ignore[no-any-return]
+
+
+def get_supervisor(request: Request) -> Supervisor:
+    return request.state.supervisor  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.state.settings  # type: ignore[no-any-return]
+
+
+JournalDep = Annotated[Journal, Depends(get_journal)]
+SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+router = APIRouter(tags=["checkouts"])
+
+
+def _wants_async(prefer: str | None) -> bool:
+    tokens = [part.split(";", 1)[0].strip().lower() for part in (prefer or "").split(",")]
+    return "respond-async" in tokens
+
+
+def _new_checkout(body: CheckoutCreate, settings: Settings, key_hash: str | None, digest: str) -> Checkout:
+    total = sum((line.unit_price * line.quantity for line in body.items), Decimal(0))
+    points = int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
+    dumped = body.model_dump(mode="json")
+    return Checkout(
+        customer_id=body.customer.id,
+        customer=json.dumps(dumped["customer"]),
+        items=json.dumps(dumped["items"]),
+        currency=body.currency,
+        total_cents=int(total * 100),
+        points=points,
+        step_order=settings.checkout_steps,
+        idempotency_key_hash=key_hash,
+        request_fingerprint=digest if key_hash else None,
+    )
+
+
+async def _answer_repeat(existing: Checkout, digest: str, journal: Journal, settings: Settings) -> JSONResponse:
+    """Answer a request whose Idempotency-Key was seen before."""
+    if existing.request_fingerprint != digest:
+        raise IdempotencyKeyReusedError("This Idempotency-Key was first used with a different checkout.")
+    if existing.response_status is None or existing.response_body is None:
+        age = time.time() - existing.created_at.timestamp()
+        if age < settings.checkout_sync_deadline_s + 5:
+            raise IdempotencyKeyInFlightError(
+                "The first request with this Idempotency-Key has not been answered yet; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        # The first request's answer was lost (its replica died): answer from the journal, once for all.
+        public = await journal.read_public(existing.id)
+        assert public is not None
+        status = 201 if public.status in TERMINAL_STATUSES else 202
+        await journal.save_first_response(existing.id, status, public.model_dump_json())
+        refreshed = await journal.find_by_key(existing.idempotency_key_hash or "")
+        assert refreshed is not None
+        existing = refreshed
+    assert existing.response_status is not None and existing.response_body is not None
+    return JSONResponse(
+        json.loads(existing.response_body),
+        status_code=existing.response_status,
+        headers={"Location": f"/checkouts/{existing.id}", REPLAYED_HEADER: "true"},
+    )
+
+
+@router.post(
+    "/checkouts",
+    summary="Place a checkout",
+    status_code=201,
+    response_model=CheckoutPublic,
+    responses={
+        202: {"model": CheckoutPublic, "description": "Accepted: still running (asked for, or past the deadline)"},
+    }
+    | problem_responses(409, 413, 415, 422),
+)
+async def create_checkout(
+    body: Annotated[CheckoutCreate, Body(openapi_examples={"member": {"summary": "A rewards member", "value": CHECKOUT_EXAMPLE}})],
+    journal: JournalDep,
+    supervisor: SupervisorDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: Annotated[
+        str | None,
+        Header(description="`respond-async` answers 202 at once; poll the Location.", examples=["respond-async"]),
+    ] = None,
+) -> JSONResponse:
+    """Reserve stock, credit points and send the confirmation, in order; 201 when done, 202 if still running."""
+    digest = fingerprint(body.model_dump(mode="json"))
+    key_hash = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+    if key_hash:
+        existing = await journal.find_by_key(key_hash)
+        if existing is not None:
+            return await _answer_repeat(existing, digest, journal, settings)
+    checkout = _new_checkout(body, settings, key_hash, digest)
+    try:
+        await journal.create(checkout, settings.step_order)
+    except IntegrityError as exc:
+        if not (key_hash and is_duplicate_key(exc)):
+            raise
+        existing = await journal.find_by_key(key_hash)
+        assert existing is not None
+        return await _answer_repeat(existing, digest, journal, settings)
+
+    supervisor.start(checkout.id, checkout.lease_token)
+    headers = {"Location": f"/checkouts/{checkout.id}"}
+    if _wants_async(prefer):
+        headers["Preference-Applied"] = "respond-async"
+    else:
+        await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
+    public = await journal.read_public(checkout.id)
+    assert public is not None
+    status = 201 if public.status in TERMINAL_STATUSES else 202
+    payload = public.model_dump_json()
+    if key_hash:
+        await journal.save_first_response(checkout.id, status, payload)
+    return JSONResponse(json.loads(payload), status_code=status, headers=headers)
+
+
+@router.get(
+    "/checkouts/{checkout_id}",
+    summary="Read a checkout",
+    response_model=CheckoutPublic,
+    responses=problem_responses(404),
+)
+async def read_checkout(checkout_id: str, journal: JournalDep) -> CheckoutPublic:
+    """A checkout with every step's status, attempts, timings, result and error."""
+    try:
+        parsed = uuid.UUID(checkout_id)
+    except ValueError:
+        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.") from None
+    public = await journal.read_public(parsed)
+    if public is None:
+        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.")
+    return public
+
+
+@router.get(
+    "/checkouts",
+    summary="List checkouts",
+    response_model=CheckoutPage,
+    responses=problem_responses(422),
+)
+async def list_checkouts(
+    journal: JournalDep,
+    status: Annotated[Literal["pending", "running", "completed", "failed"] | None, Query()] = None,
+    customer_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Any:
+    """Checkouts newest first, filtered by status or customer; follow ``next_cursor`` for the next page."""
+    items, next_cursor = await journal.page(status=status, customer_id=customer_id, limit=limit, cursor=cursor)
+    return CheckoutPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,33 @@
+"""Refusals of the orchestrator, as problem+json."""
+
+from servicekit.problems import ProblemError
+
+
+class CheckoutNotFoundError(ProblemError):
+    """No checkout has this id."""
+
+    status = 404
+    type = "about:blank"
+    title = "Not Found"
+
+
+class IdempotencyKeyInFlightError(ProblemError):
+    """The first request with this key has not been answered yet."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:idempotency-key-in-flight"
+    title = "Request with this key in flight"
+
+
+class InvalidCursorError(ProblemError):
+    """A pagination cursor this API did not hand out."""
+
+    status = 422
+    type = "about:blank"
+    title = "Unprocessable Content"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The cursor is not one this API handed out.",
+            errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "invalid_cursor"}],
+        )

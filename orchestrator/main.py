@@ -1,0 +1,100 @@
+"""Application factory of the orchestrator: ``uvicorn orchestrator.main:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from orchestrator.api import router
+from orchestrator.clients import ServiceClients, build_http_client
+from orchestrator.models import OrchestratorTable
+from orchestrator.saga.retry import RetryPolicy
+from orchestrator.saga.runner import SagaRunner
+from orchestrator.saga.steps import build_steps
+from orchestrator.saga.supervisor import Supervisor
+from orchestrator.settings import Settings
+from orchestrator.store import Journal
+from servicekit.app import create_service_app
+from servicekit.db import create_async_db_engine
+from servicekit.health import health_router
+
+log = logging.getLogger("orchestrator")
+
+
+class State(TypedDict):
+    settings: Settings
+    journal: Journal
+    supervisor: Supervisor
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The retry policy the settings describe."""
+    return RetryPolicy(
+        max_attempts=settings.step_max_attempts,
+        deadline_s=settings.step_deadline_s,
+        initial_delay_s=settings.retry_initial_delay_s,
+        max_delay_s=settings.retry_max_delay_s,
+        jitter_s=settings.retry_jitter_s,
+        # A runner must not sleep past its lease, or another replica takes the checkout over.
+        max_retry_after_s=settings.lease_ttl_s / 3,
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, transports: dict[str, httpx.AsyncBaseTransport] | None = None
+) -> FastAPI:
+    """Build the orchestrator; ``transports`` (tests) route a service's URL to an in-process app."""
+    settings = settings or Settings()
+    journals: list[Journal] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        engine = create_async_db_engine(settings.database_url)
+        async with engine.begin() as connection:
+            await connection.run_sync(OrchestratorTable.metadata.create_all)
+        owner = f"{socket.gethostname()}:{os.getpid()}:{id(engine):x}"
+        journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
+        journals.append(journal)
+        async with build_http_client(settings, transports) as client:
+            runner = SagaRunner(journal, build_steps(ServiceClients(client, settings)), retry_policy(settings))
+            supervisor = Supervisor(
+                journal,
+                runner,
+                recovery_interval_s=settings.recovery_interval_s,
+                grace_s=settings.shutdown_grace_s,
+            )
+            async with supervisor.running():
+                yield {"settings": settings, "journal": journal, "supervisor": supervisor}
+        journals.clear()
+        await engine.dispose()
+
+    async def check_database() -> None:
+        async with journals[0].engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    app = create_service_app(
+        title="Checkout orchestrator",
+        version="1.0.0",
+        description=(
+            "Receives checkouts and drives each one as a saga over HTTP: reserve stock in the warehouse, "
+            "credit rewards points (members only), send the confirmation email. Every step is journaled "
+            "(status, attempts, timings, result, error); a step refused for good compensates the completed "
+            "ones in reverse. Send an `Idempotency-Key` to make retries of `POST /checkouts` safe."
+        ),
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "checkouts", "description": "Place checkouts and follow their steps."},
+            {"name": "health", "description": "Liveness and readiness probes."},
+        ],
+    )
+    app.include_router(router)
+    app.include_router(health_router(check_database))
+    return app

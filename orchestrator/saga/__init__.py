@@ -1,0 +1,1 @@
+"""The checkout saga: step definitions, retry policy and the runner that drives them."""

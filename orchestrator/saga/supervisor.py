@@ -1,0 +1,116 @@
+"""Owns the running sagas of one replica: starts them, lets requests wait on them, resumes the
+unfinished checkouts of dead replicas, and shuts down gracefully.
+
+Sagas run in a task group the app's lifespan owns (not in a request), so a client that hangs up
+does not cancel its checkout, and under ``ASGITransport`` a 202 is answered before the saga ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import TaskGroup
+
+from orchestrator.saga.runner import SagaRunner
+from orchestrator.store import Journal, LeaseLostError
+
+log = logging.getLogger("orchestrator.supervisor")
+RECOVERY_BATCH = 50
+
+
+class Supervisor:
+    """Runs sagas for one replica."""
+
+    def __init__(self, journal: Journal, runner: SagaRunner, *, recovery_interval_s: float, grace_s: float) -> None:
+        self.journal = journal
+        self.runner = runner
+        self.recovery_interval_s = recovery_interval_s
+        self.grace_s = grace_s
+        self._group: TaskGroup | None = None
+        self._in_flight: dict[uuid.UUID, int] = {}
+        self._finished: dict[uuid.UUID, anyio.Event] = {}
+        self.accepting = False
+
+    @property
+    def in_flight(self) -> int:
+        """How many checkouts this replica is driving now."""
+        return len(self._in_flight)
+
+    def start(self, checkout_id: uuid.UUID, token: int) -> None:
+        """Drive a checkout this replica holds the lease of, in the background."""
+        if self._group is None or checkout_id in self._in_flight:
+            return
+        self._in_flight[checkout_id] = token
+        self._finished[checkout_id] = anyio.Event()
+        self._group.start_soon(self._drive, checkout_id, token)
+
+    async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> None:
+        """Wait until the checkout's saga ends here, or ``timeout_s`` passes."""
+        finished = self._finished.get(checkout_id)
+        if finished is not None:
+            with anyio.move_on_after(timeout_s):
+                await finished.wait()
+
+    async def _drive(self, checkout_id: uuid.UUID, token: int) -> None:
+        try:
+            await self.runner.drive(checkout_id, token)
+        except LeaseLostError as exc:
+            log.warning("stopped driving checkout %s: %s", checkout_id, exc)
+        except Exception:
+            # Left unfinished: its lease expires and the recovery loop (here or elsewhere) retries it.
+            log.exception("checkout %s: saga interrupted by an unexpected error", checkout_id)
+        finally:
+            self._in_flight.pop(checkout_id, None)
+            finished = self._finished.pop(checkout_id, None)
+            if finished is not None:
+                finished.set()
+
+    async def recover_once(self) -> int:
+        """Claim unfinished checkouts whose lease expired and drive them; returns how many."""
+        claimed = 0
+        for checkout_id in await self.journal.expired_unfinished(RECOVERY_BATCH):
+            if not self.accepting or checkout_id in self._in_flight:
+                continue
+            token = await self.journal.claim(checkout_id)
+            if token is not None:
+                log.info("resuming checkout %s (lease %s)", checkout_id, token)
+                self.start(checkout_id, token)
+                claimed += 1
+        return claimed
+
+    async def _recover_forever(self) -> None:
+        while self.accepting:
+            try:
+                await self.recover_once()
+            except Exception:
+                log.exception("recovery pass failed; trying again")
+            await anyio.sleep(self.recovery_interval_s)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Supervisor]:
+        """Run sagas while the context is open; on exit, finish in-flight steps within the grace period."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            self.accepting = True
+            group.start_soon(self._recover_forever)
+            try:
+                yield self
+            finally:
+                self.accepting = False
+                with anyio.move_on_after(self.grace_s, shield=True):
+                    while self._in_flight:
+                        await anyio.sleep(0.05)
+                left = dict(self._in_flight)
+                group.cancel_scope.cancel()
+        # Whatever did not finish in time is handed back at once rather than after the lease expires.
+        with anyio.CancelScope(shield=True):
+            for checkout_id, token in left.items():
+                try:
+                    await self.journal.let_go(checkout_id, token)
+                except Exception:
+                    log.exception("could not hand back checkout %s", checkout_id)
+        self._group = None

@@ -1,0 +1,95 @@
+"""Request and response models of the orchestrator API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer
+
+CheckoutStatus = Literal["pending", "running", "completed", "failed"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "compensated"]
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+
+# Money travels as an exact decimal string, never a float.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False, examples=["19.99"]),
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json"),
+]
+
+CHECKOUT_EXAMPLE: dict[str, Any] = {
+    "customer": {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace", "rewards_member": True},
+    "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": "19.99"}],
+    "currency": "USD",
+}
+
+
+class Customer(BaseModel):
+    """Who is buying."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200, examples=["c-42"])
+    email: EmailStr = Field(examples=["ada@example.com"])
+    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+    rewards_member: bool = Field(default=False, description="Members earn floor(total) points.")
+
+
+class LineItem(BaseModel):
+    """One line of the order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64, examples=["SKU-001"])
+    quantity: int = Field(ge=1, le=1000, examples=[2])
+    unit_price: Money = Field(description="A decimal string (or number), at most 2 decimal places.")
+
+
+class CheckoutCreate(BaseModel):
+    """A placed order to check out."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [CHECKOUT_EXAMPLE]})
+
+    customer: Customer
+    items: list[LineItem] = Field(min_length=1, max_length=100)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", examples=["USD"])
+
+
+class StepPublic(BaseModel):
+    """One step of the saga as recorded in the journal."""
+
+    name: Literal["warehouse", "rewards", "email"]
+    status: StepStatus
+    attempts: int = Field(description="Calls made for this step so far, retries included.")
+    started_at: datetime | None
+    finished_at: datetime | None
+    http_status: int | None = Field(description="HTTP status of the last answer from the service.")
+    result: dict[str, Any] | None = Field(description="What the service answered (ids, status).")
+    error: dict[str, Any] | None = Field(description="The last error, if any.")
+    compensated_at: datetime | None
+
+
+class CheckoutPublic(BaseModel):
+    """A checkout and every step of its saga."""
+
+    id: uuid.UUID
+    status: CheckoutStatus
+    customer: Customer
+    items: list[LineItem]
+    currency: str
+    total: Money
+    points: int = Field(description="Points credited: floor(total) for rewards members, else 0.")
+    steps: list[StepPublic]
+    error: dict[str, Any] | None = Field(description="Why the checkout failed, when it did.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class CheckoutPage(BaseModel):
+    """A page of checkouts, newest first; pass ``next_cursor`` back as ``cursor`` for the next."""
+
+    items: list[CheckoutPublic]
+    next_cursor: str | None

@@ -1,0 +1,55 @@
+"""Settings of the orchestrator, read from its own environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STEP_NAMES = ("warehouse", "rewards", "email")
+MIN_STEP_TIMEOUT_S = 2.0
+
+
+class Settings(BaseSettings):
+    """Environment variables of the orchestrator process."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = "sqlite:///data/orchestrator.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    email_url: str = "http://127.0.0.1:8001"
+    warehouse_url: str = "http://127.0.0.1:8002"
+    rewards_url: str = "http://127.0.0.1:8003"
+    checkout_steps: str = "warehouse,rewards,email"
+    # Per HTTP call (connect, write, read, pool); values below 2 s are raised to 2 s.
+    step_timeout_s: float = 5.0
+    checkout_sync_deadline_s: float = Field(default=30.0, ge=0)
+    # Retries of transient failures (connect errors, timeouts, 5xx, 429).
+    step_max_attempts: int = Field(default=5, ge=1)
+    step_deadline_s: float = Field(default=60.0, gt=0)
+    retry_initial_delay_s: float = Field(default=0.2, ge=0)
+    retry_max_delay_s: float = Field(default=10.0, ge=0)
+    retry_jitter_s: float = Field(default=0.2, ge=0)
+    # A replica owns a checkout while its lease lasts; a dead replica's checkouts are taken over.
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    recovery_interval_s: float = Field(default=2.0, gt=0)
+    # On SIGTERM, in-flight sagas get this long to finish; the rest are handed back for resumption.
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+
+    @field_validator("step_timeout_s")
+    @classmethod
+    def _at_least_two_seconds(cls, value: float) -> float:
+        return max(value, MIN_STEP_TIMEOUT_S)
+
+    @field_validator("checkout_steps")
+    @classmethod
+    def _a_permutation(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if sorted(names) != sorted(STEP_NAMES):
+            raise ValueError(f"CHECKOUT_STEPS must order exactly {', '.join(STEP_NAMES)}; got {value!r}")
+        return ",".join(names)
+
+    @property
+    def step_order(self) -> list[str]:
+        """Step names in the order the saga runs them."""
+        return self.checkout_steps.split(",")

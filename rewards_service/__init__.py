@@ -1,0 +1,1 @@
+"""Rewards service: point accounts per customer and their append-only ledger."""

@@ -1,0 +1,13 @@
+"""Settings of the rewards service, read from its own environment."""
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment variables of the rewards process."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    database_url: str = "sqlite:///data/rewards.db"
+    host: str = "127.0.0.1"
+    port: int = 8003
