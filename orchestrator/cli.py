@@ -406,8 +406,12 @@ def demo(
     """Place three sample checkouts on a running suite and print how each one ended."""
     base = url.rstrip("/")
     table = Table(title=f"Demo checkouts on {base}", title_justify="left", show_lines=True)
-    for column in ("customer", "scenario", "status", "total", "points", "steps"):
-        table.add_column(column, justify="right" if column in ("total", "points") else "left")
+    table.add_column("customer")
+    table.add_column("status")
+    table.add_column("total", justify="right")
+    table.add_column("points", justify="right")
+    # Never truncate a step: it is the point of the demo (widest: "warehouse:compensated(1)").
+    table.add_column("steps (attempts)", no_wrap=True, min_width=24)
     refused = 0
     try:
         with httpx.Client(base_url=base, timeout=40.0) as client:
@@ -419,22 +423,21 @@ def demo(
                 raise typer.Exit(1)
             for scenario, cid, customer, member, sku, qty, price in DEMO_ORDERS:
                 body = _demo_body(cid, customer, member, sku, qty, price)
+                who = f"{escape(customer)}\n[dim]{escape(scenario)}[/]"
                 try:
                     checkout = _place(client, body, wait)
                 except httpx.HTTPStatusError as exc:
                     refused += 1
-                    table.add_row(customer, scenario, "[red]refused[/]", "", "", escape(str(exc)))
+                    table.add_row(who, "[red]refused[/]", "", "", escape(str(exc)))
                     continue
                 steps = "\n".join(
                     f"{escape(s['name'])}:{_styled(s['status'])}({s['attempts']})"
                     for s in checkout.get("steps", [])
                 )
-                total = f"{checkout.get('total', '')} {checkout.get('currency', '')}"
                 table.add_row(
-                    customer,
-                    scenario,
+                    who,
                     _styled(str(checkout.get("status"))),
-                    escape(total.strip()),
+                    escape(f"{checkout.get('total', '')} {checkout.get('currency', '')}".strip()),
                     str(checkout.get("points", "")),
                     steps,
                 )

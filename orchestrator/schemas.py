@@ -14,11 +14,13 @@ StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "co
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
 
 # Money travels as an exact decimal string, never a float.
+_AS_STRING = PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json")
 Money = Annotated[
     Decimal,
     Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False, examples=["19.99"]),
-    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json"),
+    _AS_STRING,
 ]
+Total = Annotated[Decimal, Field(ge=0, decimal_places=2, examples=["39.98"]), _AS_STRING]
 
 CHECKOUT_EXAMPLE: dict[str, Any] = {
     "customer": {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace", "rewards_member": True},
@@ -80,7 +82,7 @@ class CheckoutPublic(BaseModel):
     customer: Customer
     items: list[LineItem]
     currency: str
-    total: Money
+    total: Total
     points: int = Field(description="Points credited: floor(total) for rewards members, else 0.")
     steps: list[StepPublic]
     error: dict[str, Any] | None = Field(description="Why the checkout failed, when it did.")

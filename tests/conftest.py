@@ -56,6 +56,11 @@ def _fresh_postgres_database(name: str) -> str:
     target = base.set(database=name)
     engine = create_engine(target, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
+        # A connection a previous test leaked would hold locks the DROP waits on: end them first.
+        connection.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+            {"n": name},
+        )
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
@@ -88,6 +93,6 @@ def database_url(backend: str, tmp_path: Path, worker_suffix: str) -> Callable[[
 
 @pytest.fixture
 def worker_suffix() -> str:
-    """Distinguishes databases of parallel pytest workers (pytest-xdist), empty otherwise."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return f"_{worker}" if worker else ""
+    """Distinguishes databases of pytest runs sharing one server (TEST_DB_SUFFIX, pytest-xdist workers)."""
+    parts = [os.environ.get("TEST_DB_SUFFIX", ""), os.environ.get("PYTEST_XDIST_WORKER", "")]
+    return "".join(f"_{part}" for part in parts if part)

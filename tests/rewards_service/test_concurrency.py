@@ -32,9 +32,7 @@ async def test_concurrent_credits_of_many_checkouts_sum_exactly(
     client: httpx.AsyncClient,
 ) -> None:
     """Fifty credits for different checkouts of one new account, all at once, add up exactly."""
-    responses = await gather(
-        [partial(credit, client, "c-1", f"chk-{n}", n) for n in range(1, 51)]
-    )
+    responses = await gather([partial(credit, client, "c-1", f"chk-{n}", n) for n in range(1, 51)])
 
     assert [response.status_code for response in responses] == [201] * 50
     items = await assert_account(client, "c-1", balance=sum(range(1, 51)), entries=50)
@@ -71,7 +69,7 @@ async def test_concurrent_reversals_apply_once(client: httpx.AsyncClient) -> Non
 
     responses = await gather(
         [
-            lambda n=n: reverse(client, credited["id"], key=f"r-{n % 2}" if n % 3 else None)
+            partial(reverse, client, credited["id"], key=f"r-{n % 2}" if n % 3 else None)
             for n in range(20)
         ]
     )
@@ -87,8 +85,8 @@ async def test_concurrent_credits_and_reversals_keep_balance_equal_to_ledger(
     """Credits and reversals interleaved on one account leave balance = sum of the ledger."""
     first = [(await credit(client, "c-1", f"old-{n}", 10)).json()["id"] for n in range(15)]
 
-    calls = [lambda tid=tid: reverse(client, tid) for tid in first]
-    calls += [lambda n=n: credit(client, "c-1", f"new-{n}", 7) for n in range(15)]
+    calls = [partial(reverse, client, tid) for tid in first]
+    calls += [partial(credit, client, "c-1", f"new-{n}", 7) for n in range(15)]
     responses = await gather(calls)
 
     assert sorted(response.status_code for response in responses) == [200] * 15 + [201] * 15
