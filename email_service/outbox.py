@@ -98,7 +98,8 @@ def _prepare(
         message = store.read_message(session, message_id=message_id)
         if message.status not in store.DELIVERED:
             locked_until = message.locked_until or utcnow()
-            wait = max(1, math.ceil((locked_until - utcnow()).total_seconds()))
+            remaining = math.ceil((locked_until - utcnow()).total_seconds())
+            wait = max(1, min(remaining, RETRY_AFTER_S))
             session.rollback()
             raise DeliveryInProgressError(
                 f"Email {message_id} is being delivered by another request; retry shortly.",

@@ -6,7 +6,8 @@ calls, then lets calls through. Kinds:
 - ``status``: the service is never called and the answer is ``status`` (503, 429 with Retry-After…);
 - ``lose_answer``: the request reaches the service and is applied, then the answer is lost
   (a read timeout): the ambiguous case;
-- ``timeout``: a read timeout before the service is called (the client cannot tell it apart).
+- ``timeout``: a read timeout before the service is called (the client cannot tell it apart);
+- ``delay``: the call is held for ``delay`` seconds, then let through.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import anyio
 import httpx
 
 
@@ -25,6 +27,7 @@ class Rule:
     times: int = 1
     status: int = 503
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
     seen: int = 0
 
 
@@ -36,8 +39,10 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         self.rules: list[Rule] = []
         self.calls: list[tuple[str, str]] = []
 
-    def add(self, method: str, path: str, kind: str, *, times: int = 1, status: int = 503, **headers: str) -> Rule:
-        rule = Rule(method, path, kind, times, status, {k.replace("_", "-"): v for k, v in headers.items()})
+    def add(
+        self, method: str, path: str, kind: str, *, times: int = 1, status: int = 503, delay: float = 0.0, **headers: str
+    ) -> Rule:
+        rule = Rule(method, path, kind, times, status, {k.replace("_", "-"): v for k, v in headers.items()}, delay)
         self.rules.append(rule)
         return rule
 
@@ -52,6 +57,9 @@ class FaultyTransport(httpx.AsyncBaseTransport):
     async def _misbehave(self, rule: Rule, request: httpx.Request) -> httpx.Response:
         if rule.kind == "refuse":
             raise httpx.ConnectError("connection refused (injected)", request=request)
+        if rule.kind == "delay":
+            await anyio.sleep(rule.delay)
+            return await self.inner.handle_async_request(request)
         if rule.kind == "timeout":
             raise httpx.ReadTimeout("read timed out (injected)", request=request)
         if rule.kind == "lose_answer":

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -151,6 +152,56 @@ def test_up_refuses_a_port_already_in_use(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"orchestrator cannot use 127.0.0.1:{port}" in result.stdout
     assert "is ready" not in result.stdout
+
+
+@contextmanager
+def fake_suite(readyz_status: int, checkout_status: int) -> Iterator[str]:
+    """A stand-in orchestrator answering /readyz and POST /checkouts with fixed statuses."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self.answer(readyz_status, b'{"status": "ok"}')
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.answer(checkout_status, b'{"title": "Internal Server Error", "status": 500}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_demo_exits_1_when_the_suite_refuses_its_checkouts() -> None:
+    """`demo` lists checkouts the suite refused (here with a 500) and exits 1."""
+    with fake_suite(200, 500) as url:
+        result = runner.invoke(app, ["demo", "--url", url])
+    assert result.exit_code == 1
+    assert "refused" in result.output
+    assert "Ada Lovelace: HTTP 500" in result.output
+
+
+def test_demo_exits_1_when_the_suite_is_not_ready() -> None:
+    """`demo` against a suite whose /readyz is 503 says so and places no checkout."""
+    with fake_suite(503, 201) as url:
+        result = runner.invoke(app, ["demo", "--url", url])
+    assert result.exit_code == 1
+    assert "is not ready (GET /readyz → 503)" in result.output
 
 
 @pytest.mark.e2e

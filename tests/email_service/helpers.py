@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx
@@ -53,7 +53,7 @@ class SmtpSink:
 class GatedMailer:
     """A mailer whose deliveries wait until ``release`` is set (create it inside a test)."""
 
-    delivered_status = "logged"
+    delivered_status: Literal["sent", "logged"] = "logged"
     timeout_s = 5.0
 
     def __init__(self) -> None:

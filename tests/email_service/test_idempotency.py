@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -114,3 +115,26 @@ async def test_natural_key_twin_during_delivery_is_409(email_database: str) -> N
         assert later.status_code == 200
         assert later.json() == first.json()
         assert len(mailer.delivered) == 1
+
+
+async def test_concurrent_requests_deliver_once(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Many simultaneous requests for one checkout's email record one message and deliver it once."""
+    caplog.set_level(logging.INFO, logger="email_service.delivery")
+    responses: list[httpx.Response] = []
+
+    async def post() -> None:
+        responses.append(await send(client, email_body("c-1")))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(post)
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses.count(201) == 1, [r.text for r in responses]
+    assert set(statuses) <= {200, 201, 409}
+    [message] = await emails_of(client, "c-1")
+    assert message["status"] == "logged"
+    assert message["attempts"] == 1
+    assert len([r for r in caplog.records if r.name == "email_service.delivery"]) == 1
