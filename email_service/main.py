@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -19,6 +20,21 @@ from servicekit.db import create_sync_engine
 from servicekit.health import health_router
 
 
+def _show_service_log() -> None:
+    """Make the service's INFO log (where messages go without SMTP_URL) visible under uvicorn.
+
+    uvicorn configures only its own loggers, so without this an INFO record of ``email_service``
+    would be dropped. Left alone when the host application configured logging itself.
+    """
+    logger = logging.getLogger("email_service")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 class State(TypedDict):
     engine: Engine
     mailer: Mailer
@@ -30,6 +46,7 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     ``mailer`` replaces the one ``SMTP_URL`` selects (tests use it to hold a delivery open).
     """
     settings = settings or Settings()
+    _show_service_log()
     # Built now, so a malformed SMTP_URL or EMAIL_FROM stops the process at start.
     chosen = mailer or build_mailer(
         smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s

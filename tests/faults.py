@@ -1,6 +1,6 @@
 """A fault injector between the orchestrator and a service: an httpx transport with rules.
 
-Each rule matches a method and path prefix and misbehaves for its first ``times`` matching
+Each rule matches a method and a path glob (``/reservations/*/release``) and misbehaves for its first ``times`` matching
 calls, then lets calls through. Kinds:
 - ``refuse``: the connection is refused (nothing reaches the service);
 - ``status``: the service is never called and the answer is ``status`` (503, 429 with Retry-After…);
@@ -12,6 +12,7 @@ calls, then lets calls through. Kinds:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from dataclasses import dataclass, field
 
@@ -49,7 +50,7 @@ class FaultyTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
         for rule in self.rules:
-            if request.method == rule.method and request.url.path.startswith(rule.path) and rule.seen < rule.times:
+            if request.method == rule.method and fnmatch.fnmatchcase(request.url.path, rule.path) and rule.seen < rule.times:
                 rule.seen += 1
                 return await self._misbehave(rule, request)
         return await self.inner.handle_async_request(request)

@@ -143,15 +143,13 @@ class SagaRunner:
                     )
                     raise
                 row.status, row.result = done, json.dumps(result)
-                stamp = "finished_at" if forward else "compensated_at"
-                await self.journal.record(
-                    checkout_id,
-                    token,
-                    step=(
-                        step.name,
-                        {"status": done, "result": row.result, "http_status": http_status, "error": None, stamp: utcnow()},
-                    ),
-                )
+                values = {"status": done, "result": row.result, "http_status": http_status}
+                if forward:
+                    values |= {"error": None, "finished_at": utcnow()}
+                else:
+                    # The forward error stays: it says why this step had to be undone.
+                    values["compensated_at"] = utcnow()
+                await self.journal.record(checkout_id, token, step=(step.name, values))
                 return
 
     async def _compensate(self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from email_service import store
-from email_service.models import EmailTable
+from email_service.models import EmailTable, OutboxMessage
 from servicekit.db import create_sync_engine
 
 
@@ -22,7 +22,7 @@ def engine(email_database: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _pending(session: Session) -> store.OutboxMessage:
+def _pending(session: Session) -> OutboxMessage:
     return store.add_message(
         session,
         to="ada@example.com",

@@ -138,7 +138,7 @@ async def test_reservation_is_released_when_a_later_step_is_refused(database_url
 
     async with running_suite(database_url, wrap=wrap) as suite:
         await suite.stock("SKU-001", 10)
-        faults["rewards"].add("POST", "/accounts/", "status", status=403)
+        faults["rewards"].add("POST", "/accounts/*/transactions", "status", status=403)
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 
         assert checkout["status"] == "failed", checkout

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-
-from servicekit.bodyguard import DEFAULT_MAX_BODY_BYTES, BodyGuardMiddleware
-from servicekit.app import create_service_app
 from starlette.types import Message, Receive, Scope, Send
+
+from servicekit.app import create_service_app
+from servicekit.bodyguard import DEFAULT_MAX_BODY_BYTES, BodyGuardMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -203,7 +203,7 @@ async def test_disconnect_while_reading_ends_quietly() -> None:
     """A client that disconnects mid-body gets no answer and the app is never called."""
     called = False
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(_scope: Scope, _receive: Receive, _send: Send) -> None:
         nonlocal called
         called = True
 
@@ -235,7 +235,7 @@ async def test_refusal_body_is_valid_problem_json() -> None:
     """The guard's own 413 is complete JSON with a matching Content-Length."""
     sent: list[Message] = []
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    async def app(_scope: Scope, _receive: Receive, _send: Send) -> None:
         raise AssertionError("the app must not run")
 
     async def receive() -> Message:

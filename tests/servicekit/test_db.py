@@ -74,7 +74,12 @@ def test_normalize_url_keeps_relative_and_absolute_sqlite_paths() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://user@host/db", "mysql+aiomysql://user@host/db", "oracle://user@host/db", "mssql://h/db"],
+    [
+        "mysql://user@host/db",
+        "mysql+aiomysql://user@host/db",
+        "oracle://user@host/db",
+        "mssql://h/db",
+    ],
 )
 def test_unsupported_backend_raises(url: str) -> None:
     """A database other than SQLite or PostgreSQL is refused with a clear error."""

@@ -172,7 +172,12 @@ def _run(engine: Engine, key: str | None, payload: Any, label: str = "done") -> 
             return 201, {"label": label, "payload": payload}
 
         return execute_once(
-            session, Record, scope="POST /things", key=key, digest=fingerprint(payload), action=action
+            session,
+            Record,
+            scope="POST /things",
+            key=key,
+            digest=fingerprint(payload),
+            action=action,
         )
 
 
@@ -238,7 +243,12 @@ def test_refusal_rolls_back_and_is_not_recorded(engine: Engine, key: str | None)
 
         with pytest.raises(RefusedError):
             execute_once(
-                session, Record, scope="POST /things", key=key, digest=fingerprint({}), action=refuse
+                session,
+                Record,
+                scope="POST /things",
+                key=key,
+                digest=fingerprint({}),
+                action=refuse,
             )
 
     assert _effects(engine) == []
@@ -257,7 +267,12 @@ def test_unexpected_error_rolls_back(engine: Engine) -> None:
 
         with pytest.raises(RuntimeError):
             execute_once(
-                session, Record, scope="POST /things", key="k-1", digest=fingerprint({}), action=fail
+                session,
+                Record,
+                scope="POST /things",
+                key="k-1",
+                digest=fingerprint({}),
+                action=fail,
             )
 
     assert _effects(engine) == []

@@ -123,7 +123,11 @@ async def test_concurrent_reservations_never_oversell(warehouse: httpx.AsyncClie
     responses = await _all_at_once(
         warehouse,
         [
-            ("POST", "/reservations", {"checkout_id": f"c-{i}", "items": [{"sku": "SKU-HOT", "quantity": 1}]})
+            (
+                "POST",
+                "/reservations",
+                {"checkout_id": f"c-{i}", "items": [{"sku": "SKU-HOT", "quantity": 1}]},
+            )
             for i in range(200)
         ],
     )
@@ -153,7 +157,11 @@ async def test_concurrent_multi_line_reservations_in_opposite_orders(
         responses = await _all_at_once(
             warehouse,
             [
-                ("POST", "/reservations", {"checkout_id": f"c-{i}", "items": forward if i % 2 else backward})
+                (
+                    "POST",
+                    "/reservations",
+                    {"checkout_id": f"c-{i}", "items": forward if i % 2 else backward},
+                )
                 for i in range(100)
             ],
         )

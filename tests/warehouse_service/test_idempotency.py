@@ -60,7 +60,9 @@ async def test_same_key_with_different_body_is_422(client: httpx.AsyncClient) ->
     assert first.status_code == 201, first.text
 
     for checkout_id, quantity in (("c-1", 4), ("c-2", 3)):
-        response = await reserve(client, checkout_id, [{"sku": "SKU-A", "quantity": quantity}], headers)
+        response = await reserve(
+            client, checkout_id, [{"sku": "SKU-A", "quantity": quantity}], headers
+        )
         body = assert_problem(response, 422)
         assert body["type"] == "urn:checkout-suite:problem:idempotency-key-reused"
         assert "idempotent-replayed" not in response.headers

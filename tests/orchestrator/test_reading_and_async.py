@@ -1,0 +1,108 @@
+"""Reading checkouts: by id, filtered lists with keyset pagination, and asynchronous mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.suite import Suite, checkout_body, running_suite
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_terminal(suite: Suite, location: str, timeout_s: float = 10) -> dict[str, Any]:
+    with anyio.fail_after(timeout_s):
+        while True:
+            checkout = (await suite.orchestrator.get(location)).json()
+            if checkout["status"] in ("completed", "failed"):
+                return checkout  # type: ignore[no-any-return]
+            await anyio.sleep(0.02)
+
+
+async def test_respond_async_answers_202_then_completes(suite: Suite) -> None:
+    """Prefer: respond-async answers 202 at once; the saga still runs to completion."""
+    response = await suite.orchestrator.post("/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"})
+
+    assert response.status_code == 202
+    assert response.headers["preference-applied"] == "respond-async"
+    assert response.json()["status"] in ("pending", "running", "completed")
+    checkout = await wait_terminal(suite, response.headers["location"])
+    assert checkout["status"] == "completed"
+    assert await suite.balance("c-42") == 39
+    assert len(await suite.emails("ada@example.com")) == 1
+
+
+async def test_past_the_sync_deadline_the_answer_is_202(database_url: Any) -> None:
+    """A checkout not finished within CHECKOUT_SYNC_DEADLINE_S is answered 202 and finishes later."""
+    async with running_suite(database_url, checkout_sync_deadline_s=0) as suite:
+        await suite.stock("SKU-001", 10)
+        response = await suite.orchestrator.post("/checkouts", json=checkout_body())
+
+        assert response.status_code == 202
+        assert (await wait_terminal(suite, response.headers["location"]))["status"] == "completed"
+
+
+async def test_unknown_or_malformed_id_is_404(suite: Suite) -> None:
+    """Reading a checkout that does not exist, or an id that is not a UUID, is a 404 problem."""
+    for path in ("/checkouts/3f0c2a9e-8a1c-4c7a-9a55-2f1d5f2b7c11", "/checkouts/not-a-uuid"):
+        response = await suite.orchestrator.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_pagination_returns_every_checkout_once_while_new_ones_arrive(suite: Suite) -> None:
+    """Walking the cursors yields each existing checkout exactly once, newest first, despite new ones."""
+    created = []
+    for n in range(7):
+        body = checkout_body(customer_id=f"c-{n}", items=[{"sku": "SKU-001", "quantity": 1, "unit_price": "1"}])
+        created.append((await suite.orchestrator.post("/checkouts", json=body)).json()["id"])
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = (await suite.orchestrator.get("/checkouts", params=params)).json()
+        seen += [c["id"] for c in page["items"]]
+        # A checkout created mid-walk is newer than the cursor, so it never disturbs later pages.
+        await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="late"))
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen[-7:] == list(reversed(created))
+    assert len(seen) == len(set(seen))
+    assert set(created) <= set(seen)
+
+
+async def test_filters_by_status_and_customer(suite: Suite) -> None:
+    """status= and customer_id= narrow the list."""
+    await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="a"))
+    soldout = [{"sku": "SKU-SOLDOUT", "quantity": 1, "unit_price": "1"}]
+    failed = (await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="b", items=soldout))).json()
+
+    by_status = (await suite.orchestrator.get("/checkouts", params={"status": "failed"})).json()
+    by_customer = (await suite.orchestrator.get("/checkouts", params={"customer_id": "a"})).json()
+
+    assert [c["id"] for c in by_status["items"]] == [failed["id"]]
+    assert [c["customer"]["id"] for c in by_customer["items"]] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 201}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "lost"}, "status"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": "WyJ4Il0"}, "cursor"),
+    ],
+)
+async def test_bad_list_parameters_are_422(suite: Suite, params: dict[str, Any], field: str) -> None:
+    """A bad limit, status or cursor is a 422 problem naming the parameter."""
+    response = await suite.orchestrator.get("/checkouts", params=params)
+
+    assert response.status_code == 422
+    assert ["query", field] in [e["loc"] for e in response.json()["errors"]]

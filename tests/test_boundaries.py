@@ -1,0 +1,164 @@
+"""Package boundaries: the kit knows no service, and services never import each other.
+
+Services talk over HTTP only; ``orchestrator/cli.py`` may name the services by import string
+(for uvicorn), never by import. Packages that do not exist yet are skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KIT = "servicekit"
+SERVICES = ("orchestrator", "warehouse_service", "rewards_service", "email_service")
+# May reference services by import string, e.g. for uvicorn or importlib; never by import.
+STRING_REFERENCES_ALLOWED = {Path("orchestrator/cli.py")}
+DYNAMIC_IMPORTERS = {"import_module", "__import__"}
+
+
+def imported_modules(
+    source: str, module: str, *, is_package: bool, dynamic: bool = True
+) -> set[str]:
+    """Absolute names of the modules ``source`` (the text of ``module``) imports.
+
+    Relative imports are resolved against ``module``; with ``dynamic``, constant arguments of
+    ``importlib.import_module`` and ``__import__`` count as imports too.
+    """
+    package_parts = module.split(".") if is_package else module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1]
+                prefix = ".".join([*base, node.module] if node.module else base)
+            else:
+                prefix = node.module or ""
+            found.add(prefix)
+            found.update(f"{prefix}.{alias.name}" for alias in node.names if alias.name != "*")
+        elif dynamic and isinstance(node, ast.Call) and node.args:
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            first = node.args[0]
+            if (
+                name in DYNAMIC_IMPORTERS
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                found.add(first.value)
+    return found
+
+
+def top_level(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def forbidden_imports(package: str) -> list[str]:
+    """``path: module`` for each import in ``package`` that crosses a boundary."""
+    if package == KIT:
+        forbidden = {*SERVICES, "tests"}
+    else:
+        forbidden = {*SERVICES, "tests"} - {package}
+    violations: list[str] = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        module = ".".join(relative.with_suffix("").parts)
+        is_package = path.name == "__init__.py"
+        if is_package:
+            module = module.removesuffix(".__init__")
+        imports = imported_modules(
+            path.read_text(encoding="utf-8"),
+            module,
+            is_package=is_package,
+            dynamic=relative not in STRING_REFERENCES_ALLOWED,
+        )
+        violations.extend(
+            f"{relative}: imports {name}"
+            for name in sorted(imports)
+            if top_level(name) in forbidden
+        )
+    return violations
+
+
+def _require(package: str) -> None:
+    if not (ROOT / package).is_dir():
+        pytest.skip(f"{package}/ does not exist yet")
+
+
+def test_servicekit_imports_no_service() -> None:
+    """servicekit imports none of the services (nor the tests)."""
+    _require(KIT)
+    assert forbidden_imports(KIT) == []
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_service_imports_no_other_service(package: str) -> None:
+    """A service imports no other service (the orchestrator included), only servicekit."""
+    _require(package)
+    assert forbidden_imports(package) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "expected"),
+    [
+        ("import warehouse_service.main", "orchestrator.api", {"warehouse_service.main"}),
+        ("import warehouse_service as w", "orchestrator.api", {"warehouse_service"}),
+        (
+            "from rewards_service import store",
+            "orchestrator.api",
+            {"rewards_service", "rewards_service.store"},
+        ),
+        (
+            "from email_service.schemas import X",
+            "orchestrator.api",
+            {"email_service.schemas", "email_service.schemas.X"},
+        ),
+        (
+            "from . import store",
+            "warehouse_service.api",
+            {"warehouse_service", "warehouse_service.store"},
+        ),
+        (
+            "from ..kit import x",
+            "orchestrator.saga.runner",
+            {"orchestrator.kit", "orchestrator.kit.x"},
+        ),
+        (
+            "import importlib\nimportlib.import_module('email_service.main')",
+            "orchestrator.api",
+            {"importlib", "email_service.main"},
+        ),
+        ("__import__('rewards_service')", "orchestrator.api", {"rewards_service"}),
+        (
+            "if TYPE_CHECKING:\n    from warehouse_service import models",
+            "orchestrator.api",
+            {"warehouse_service", "warehouse_service.models"},
+        ),
+        ("APP = 'warehouse_service.main:create_app'", "orchestrator.cli", set()),
+        ("def f():\n    import email_service\n", "servicekit.db", {"email_service"}),
+    ],
+)
+def test_import_scanner_sees_every_form_of_import(
+    source: str, module: str, expected: set[str]
+) -> None:
+    """The scanner catches plain, from, relative, lazy, TYPE_CHECKING and dynamic imports, not strings."""
+    assert imported_modules(source, module, is_package=False) == expected
+
+
+def test_cli_may_name_services_by_string_but_not_import_them() -> None:
+    """In cli.py import strings (even for importlib) are allowed; a real import is not."""
+    strings = "import importlib\nTARGET = 'rewards_service.main:create_app'\nimportlib.import_module('rewards_service.main')\n"
+    assert not {
+        m
+        for m in imported_modules(strings, "orchestrator.cli", is_package=False, dynamic=False)
+        if top_level(m) in SERVICES
+    }
+    real = "from rewards_service.main import create_app\n"
+    assert imported_modules(real, "orchestrator.cli", is_package=False, dynamic=False) == {
+        "rewards_service.main",
+        "rewards_service.main.create_app",
+    }
