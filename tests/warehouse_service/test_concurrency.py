@@ -119,18 +119,29 @@ async def warehouse(
 async def test_concurrent_reservations_never_oversell(warehouse: httpx.AsyncClient) -> None:
     """200 simultaneous 1-unit reservations of 50 units: exactly 50 succeed, 150 get 409, none oversold."""
     await stock(warehouse, "SKU-HOT", 50)
+    samples: list[tuple[int, int, int]] = []
+    storm_over = anyio.Event()
 
-    responses = await _all_at_once(
-        warehouse,
-        [
-            (
-                "POST",
-                "/reservations",
-                {"checkout_id": f"c-{i}", "items": [{"sku": "SKU-HOT", "quantity": 1}]},
-            )
-            for i in range(200)
-        ],
-    )
+    async def sample() -> None:
+        """Read the stock while the storm rages: it must be consistent at every moment."""
+        while not storm_over.is_set():
+            samples.append(await levels(warehouse, "SKU-HOT"))
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(sample)
+        responses = await _all_at_once(
+            warehouse,
+            [
+                (
+                    "POST",
+                    "/reservations",
+                    {"checkout_id": f"c-{i}", "items": [{"sku": "SKU-HOT", "quantity": 1}]},
+                )
+                for i in range(200)
+            ],
+        )
+        storm_over.set()
 
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {201: 50, 409: 150}, statuses
@@ -140,6 +151,11 @@ async def test_concurrent_reservations_never_oversell(warehouse: httpx.AsyncClie
     winners = {r.json()["checkout_id"] for r in responses if r.status_code == 201}
     assert len(winners) == 50
     assert await levels(warehouse, "SKU-HOT") == (50, 50, 0)
+    assert samples
+    for on_hand, reserved, available in samples:
+        assert on_hand == 50
+        assert 0 <= reserved <= 50
+        assert available >= 0
     listed = await warehouse.get("/reservations", params={"checkout_id": sorted(winners)[0]})
     assert len(listed.json()["items"]) == 1
 
