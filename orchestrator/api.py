@@ -16,11 +16,23 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.errors import CheckoutNotFoundError, IdempotencyKeyInFlightError
 from orchestrator.models import Checkout
 from orchestrator.saga.supervisor import Supervisor
-from orchestrator.schemas import CHECKOUT_EXAMPLE, TERMINAL_STATUSES, CheckoutCreate, CheckoutPage, CheckoutPublic
+from orchestrator.schemas import (
+    CHECKOUT_EXAMPLE,
+    TERMINAL_STATUSES,
+    CheckoutCreate,
+    CheckoutPage,
+    CheckoutPublic,
+)
 from orchestrator.settings import Settings
 from orchestrator.store import Journal, is_duplicate_key
-from servicekit.idempotency import REPLAYED_HEADER, IdempotencyKeyHeader, IdempotencyKeyReusedError, fingerprint
+from servicekit.idempotency import (
+    REPLAYED_HEADER,
+    IdempotencyKeyHeader,
+    IdempotencyKeyReusedError,
+    fingerprint,
+)
 from servicekit.problems import problem_responses
+from servicekit.text import NO_CONTROL_CHARACTERS
 
 
 def get_journal(request: Request) -> Journal:
@@ -47,9 +59,13 @@ def _wants_async(prefer: str | None) -> bool:
     return "respond-async" in tokens
 
 
-def _new_checkout(body: CheckoutCreate, settings: Settings, key_hash: str | None, digest: str) -> Checkout:
+def _new_checkout(
+    body: CheckoutCreate, settings: Settings, key_hash: str | None, digest: str
+) -> Checkout:
     total = sum((line.unit_price * line.quantity for line in body.items), Decimal(0))
-    points = int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
+    points = (
+        int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
+    )
     dumped = body.model_dump(mode="json")
     return Checkout(
         customer_id=body.customer.id,
@@ -64,10 +80,14 @@ def _new_checkout(body: CheckoutCreate, settings: Settings, key_hash: str | None
     )
 
 
-async def _answer_repeat(existing: Checkout, digest: str, journal: Journal, settings: Settings) -> JSONResponse:
+async def _answer_repeat(
+    existing: Checkout, digest: str, journal: Journal, settings: Settings
+) -> JSONResponse:
     """Answer a request whose Idempotency-Key was seen before."""
     if existing.request_fingerprint != digest:
-        raise IdempotencyKeyReusedError("This Idempotency-Key was first used with a different checkout.")
+        raise IdempotencyKeyReusedError(
+            "This Idempotency-Key was first used with a different checkout."
+        )
     if existing.response_status is None or existing.response_body is None:
         age = time.time() - existing.created_at.timestamp()
         if age < settings.checkout_sync_deadline_s + 5:
@@ -83,7 +103,8 @@ async def _answer_repeat(existing: Checkout, digest: str, journal: Journal, sett
         refreshed = await journal.find_by_key(existing.idempotency_key_hash or "")
         assert refreshed is not None
         existing = refreshed
-    assert existing.response_status is not None and existing.response_body is not None
+    assert existing.response_status is not None
+    assert existing.response_body is not None
     return JSONResponse(
         json.loads(existing.response_body),
         status_code=existing.response_status,
@@ -97,19 +118,30 @@ async def _answer_repeat(existing: Checkout, digest: str, journal: Journal, sett
     status_code=201,
     response_model=CheckoutPublic,
     responses={
-        202: {"model": CheckoutPublic, "description": "Accepted: still running (asked for, or past the deadline)"},
-    }
-    | problem_responses(409, 413, 415, 422),
+        **problem_responses(409, 413, 415, 422),
+        202: {
+            "model": CheckoutPublic,
+            "description": "Accepted: still running (asked for, or past the deadline)",
+        },
+    },
 )
 async def create_checkout(
-    body: Annotated[CheckoutCreate, Body(openapi_examples={"member": {"summary": "A rewards member", "value": CHECKOUT_EXAMPLE}})],
+    body: Annotated[
+        CheckoutCreate,
+        Body(
+            openapi_examples={"member": {"summary": "A rewards member", "value": CHECKOUT_EXAMPLE}}
+        ),
+    ],
     journal: JournalDep,
     supervisor: SupervisorDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyHeader = None,
     prefer: Annotated[
         str | None,
-        Header(description="`respond-async` answers 202 at once; poll the Location.", examples=["respond-async"]),
+        Header(
+            description="`respond-async` answers 202 at once; poll the Location.",
+            examples=["respond-async"],
+        ),
     ] = None,
 ) -> JSONResponse:
     """Reserve stock, credit points and send the confirmation, in order; 201 when done, 202 if still running."""
@@ -171,10 +203,14 @@ async def read_checkout(checkout_id: str, journal: JournalDep) -> CheckoutPublic
 async def list_checkouts(
     journal: JournalDep,
     status: Annotated[Literal["pending", "running", "completed", "failed"] | None, Query()] = None,
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Any:
     """Checkouts newest first, filtered by status or customer; follow ``next_cursor`` for the next page."""
-    items, next_cursor = await journal.page(status=status, customer_id=customer_id, limit=limit, cursor=cursor)
+    items, next_cursor = await journal.page(
+        status=status, customer_id=customer_id, limit=limit, cursor=cursor
+    )
     return CheckoutPage(items=items, next_cursor=next_cursor)

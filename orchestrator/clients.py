@@ -5,7 +5,8 @@ Failure taxonomy (what the saga runner decides from):
 - ``StepRefusedError`` — the service answered a 4xx other than 408/429: a business refusal
   (out of stock, unknown sku). Retrying would get the same answer; not retryable.
 - ``StepTransientError`` — the call may succeed if repeated: the connection was refused or
-  dropped, the call timed out, or the service answered 408, 429 or 5xx. ``retry_after`` carries
+  dropped, the call timed out, or the service answered 408, 429, 5xx, or 409 with
+  ``Retry-After`` (the same request is being handled right now). ``retry_after`` carries
   a ``Retry-After`` the service sent. ``ambiguous`` is true when the request may have reached
   the service and been applied (a read timeout, a dropped connection after sending, a 5xx):
   the runner settles such a step with the same Idempotency-Key before deciding anything.
@@ -17,8 +18,8 @@ The service models below declare only the fields the orchestrator reads.
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -126,11 +127,19 @@ class ServiceClients:
         self.email_url = settings.email_url.rstrip("/")
 
     async def _call(
-        self, method: str, url: str, *, json: Any = None, key: str | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        key: str | None = None,
+        params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         headers = {"Idempotency-Key": key} if key else {}
         try:
-            response = await self._client.request(method, url, json=json, headers=headers, params=params)
+            response = await self._client.request(
+                method, url, json=json, headers=headers, params=params
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # The request never left: nothing can have been applied.
             raise StepTransientError(f"{type(exc).__name__} calling {url}") from exc
@@ -138,23 +147,29 @@ class ServiceClients:
             # Sent, but no answer: the service may have applied it.
             raise StepTransientError(f"{type(exc).__name__} calling {url}", ambiguous=True) from exc
         status = response.status_code
-        if status in (408, 429) or status >= 500:
+        # A 409 with Retry-After is "busy with this very request" (a twin in flight), not a refusal.
+        busy = status == 409 and "Retry-After" in response.headers
+        if status in (408, 429) or status >= 500 or busy:
             raise StepTransientError(
                 f"{method} {url} answered {status}",
                 http_status=status,
                 problem=_problem(response),
-                ambiguous=status >= 500,
+                ambiguous=status >= 500 or busy,
                 retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
             )
         if status >= 400:
             problem = _problem(response)
             raise StepRefusedError(
-                str(problem.get("detail") or f"{method} {url} answered {status}"), http_status=status, problem=problem
+                str(problem.get("detail") or f"{method} {url} answered {status}"),
+                http_status=status,
+                problem=problem,
             )
         try:
             body = response.json()
         except ValueError as exc:
-            raise StepTransientError(f"{method} {url} answered {status} without JSON", http_status=status) from exc
+            raise StepTransientError(
+                f"{method} {url} answered {status} without JSON", http_status=status
+            ) from exc
         return status, body
 
     @staticmethod
@@ -164,38 +179,57 @@ class ServiceClients:
         except ValidationError as exc:
             raise StepTransientError(f"{what}: unexpected answer", ambiguous=True) from exc
 
-    async def reserve(self, *, checkout_id: str, items: list[dict[str, Any]], key: str) -> tuple[int, Reservation]:
+    async def reserve(
+        self, *, checkout_id: str, items: list[dict[str, Any]], key: str
+    ) -> tuple[int, Reservation]:
         """Hold the checkout's stock."""
-        body = {"checkout_id": checkout_id, "items": [{"sku": i["sku"], "quantity": i["quantity"]} for i in items]}
-        status, answer = await self._call("POST", f"{self.warehouse_url}/reservations", json=body, key=key)
+        body = {
+            "checkout_id": checkout_id,
+            "items": [{"sku": i["sku"], "quantity": i["quantity"]} for i in items],
+        }
+        status, answer = await self._call(
+            "POST", f"{self.warehouse_url}/reservations", json=body, key=key
+        )
         return status, self._parse(Reservation, answer, "warehouse reserve")
 
     async def find_reservation(self, *, checkout_id: str) -> Reservation | None:
         """The checkout's reservation, if the warehouse holds one."""
-        _, answer = await self._call("GET", f"{self.warehouse_url}/reservations", params={"checkout_id": checkout_id})
+        _, answer = await self._call(
+            "GET", f"{self.warehouse_url}/reservations", params={"checkout_id": checkout_id}
+        )
         items = answer.get("items") or []
         return self._parse(Reservation, items[0], "warehouse find") if items else None
 
     async def release(self, *, reservation_id: str, key: str) -> tuple[int, Reservation]:
         """Give the stock back (compensation)."""
-        status, answer = await self._call("POST", f"{self.warehouse_url}/reservations/{reservation_id}/release", key=key)
+        status, answer = await self._call(
+            "POST", f"{self.warehouse_url}/reservations/{reservation_id}/release", key=key
+        )
         return status, self._parse(Reservation, answer, "warehouse release")
 
-    async def credit(self, *, customer_id: str, checkout_id: str, points: int, key: str) -> tuple[int, PointTransaction]:
+    async def credit(
+        self, *, customer_id: str, checkout_id: str, points: int, key: str
+    ) -> tuple[int, PointTransaction]:
         """Credit the checkout's points."""
         url = f"{self.rewards_url}/accounts/{quote(customer_id, safe='')}/transactions"
-        status, answer = await self._call("POST", url, json={"checkout_id": checkout_id, "points": points}, key=key)
+        status, answer = await self._call(
+            "POST", url, json={"checkout_id": checkout_id, "points": points}, key=key
+        )
         return status, self._parse(PointTransaction, answer, "rewards credit")
 
     async def find_credit(self, *, checkout_id: str) -> PointTransaction | None:
         """The checkout's credit, if rewards recorded one."""
-        _, answer = await self._call("GET", f"{self.rewards_url}/transactions", params={"checkout_id": checkout_id})
+        _, answer = await self._call(
+            "GET", f"{self.rewards_url}/transactions", params={"checkout_id": checkout_id}
+        )
         credits = [t for t in answer.get("items") or [] if t.get("kind") == "credit"]
         return self._parse(PointTransaction, credits[0], "rewards find") if credits else None
 
     async def reverse(self, *, transaction_id: str, key: str) -> tuple[int, PointTransaction]:
         """Take the points back (compensation)."""
-        status, answer = await self._call("POST", f"{self.rewards_url}/transactions/{transaction_id}/reverse", key=key)
+        status, answer = await self._call(
+            "POST", f"{self.rewards_url}/transactions/{transaction_id}/reverse", key=key
+        )
         return status, self._parse(PointTransaction, answer, "rewards reverse")
 
     async def send_email(
@@ -208,12 +242,16 @@ class ServiceClients:
 
     async def find_email(self, *, checkout_id: str, template: str) -> EmailMessage | None:
         """The checkout's message of ``template``, if email recorded one."""
-        _, answer = await self._call("GET", f"{self.email_url}/emails", params={"checkout_id": checkout_id})
+        _, answer = await self._call(
+            "GET", f"{self.email_url}/emails", params={"checkout_id": checkout_id}
+        )
         found = [m for m in answer.get("items") or [] if m.get("template") == template]
         return self._parse(EmailMessage, found[0], "email find") if found else None
 
 
-def build_http_client(settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> httpx.AsyncClient:
+def build_http_client(
+    settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None
+) -> httpx.AsyncClient:
     """One client for all three services; tests mount in-process transports per service URL."""
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     for name, transport in (transports or {}).items():

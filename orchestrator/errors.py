@@ -29,5 +29,7 @@ class InvalidCursorError(ProblemError):
     def __init__(self) -> None:
         super().__init__(
             "The cursor is not one this API handed out.",
-            errors=[{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "invalid_cursor"}],
+            errors=[
+                {"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "invalid_cursor"}
+            ],
         )

@@ -49,7 +49,9 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def create_app(
-    settings: Settings | None = None, *, transports: dict[str, httpx.AsyncBaseTransport] | None = None
+    settings: Settings | None = None,
+    *,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
 ) -> FastAPI:
     """Build the orchestrator; ``transports`` (tests) route a service's URL to an in-process app."""
     settings = settings or Settings()
@@ -64,7 +66,9 @@ def create_app(
         journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
         journals.append(journal)
         async with build_http_client(settings, transports) as client:
-            runner = SagaRunner(journal, build_steps(ServiceClients(client, settings)), retry_policy(settings))
+            runner = SagaRunner(
+                journal, build_steps(ServiceClients(client, settings)), retry_policy(settings)
+            )
             supervisor = Supervisor(
                 journal,
                 runner,

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer
 
+from servicekit.text import NO_CONTROL_CHARACTERS
+
 CheckoutStatus = Literal["pending", "running", "completed", "failed"]
 StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "compensated"]
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
@@ -23,7 +25,12 @@ Money = Annotated[
 Total = Annotated[Decimal, Field(ge=0, decimal_places=2, examples=["39.98"]), _AS_STRING]
 
 CHECKOUT_EXAMPLE: dict[str, Any] = {
-    "customer": {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace", "rewards_member": True},
+    "customer": {
+        "id": "c-42",
+        "email": "ada@example.com",
+        "name": "Ada Lovelace",
+        "rewards_member": True,
+    },
     "items": [{"sku": "SKU-001", "quantity": 2, "unit_price": "19.99"}],
     "currency": "USD",
 }
@@ -34,9 +41,11 @@ class Customer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200, examples=["c-42"])
+    id: str = Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
     email: EmailStr = Field(examples=["ada@example.com"])
-    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+    name: str = Field(
+        min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["Ada Lovelace"]
+    )
     rewards_member: bool = Field(default=False, description="Members earn floor(total) points.")
 
 
@@ -45,7 +54,9 @@ class LineItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sku: str = Field(min_length=1, max_length=64, examples=["SKU-001"])
+    sku: str = Field(
+        min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"]
+    )
     quantity: int = Field(ge=1, le=1000, examples=[2])
     unit_price: Money = Field(description="A decimal string (or number), at most 2 decimal places.")
 

@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     def _a_permutation(cls, value: str) -> str:
         names = [name.strip() for name in value.split(",") if name.strip()]
         if sorted(names) != sorted(STEP_NAMES):
-            raise ValueError(f"CHECKOUT_STEPS must order exactly {', '.join(STEP_NAMES)}; got {value!r}")
+            raise ValueError(
+                f"CHECKOUT_STEPS must order exactly {', '.join(STEP_NAMES)}; got {value!r}"
+            )
         return ",".join(names)
 
     @property

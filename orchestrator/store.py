@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from orchestrator.errors import InvalidCursorError
 from orchestrator.models import Checkout, Step, utcnow
@@ -47,8 +48,8 @@ def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
             "points": checkout.points,
             "steps": [
                 StepPublic(
-                    name=s.name,  # type: ignore[arg-type]
-                    status=s.status,  # type: ignore[arg-type]
+                    name=s.name,
+                    status=s.status,
                     attempts=s.attempts,
                     started_at=s.started_at,
                     finished_at=s.finished_at,
@@ -102,7 +103,7 @@ class Journal:
             checkout = await session.get(Checkout, checkout_id)
             if checkout is None:
                 return None
-            steps = await session.execute(select(Step).where(Step.checkout_id == checkout_id))  # type: ignore[arg-type]
+            steps = await session.execute(select(Step).where(col(Step.checkout_id) == checkout_id))
             return checkout, list(steps.scalars().all())
 
     async def read_public(self, checkout_id: uuid.UUID) -> CheckoutPublic | None:
@@ -113,7 +114,9 @@ class Journal:
     async def find_by_key(self, key_hash: str) -> Checkout | None:
         """The checkout first created with this (hashed) Idempotency-Key."""
         async with self.session() as session:
-            result = await session.execute(select(Checkout).where(Checkout.idempotency_key_hash == key_hash))  # type: ignore[arg-type]
+            result = await session.execute(
+                select(Checkout).where(col(Checkout.idempotency_key_hash) == key_hash)
+            )
             return result.scalars().first()
 
     async def save_first_response(self, checkout_id: uuid.UUID, status: int, body: str) -> None:
@@ -121,8 +124,8 @@ class Journal:
         async with self.session() as session:
             await session.execute(
                 update(Checkout)
-                .where(Checkout.id == checkout_id)  # type: ignore[arg-type]
-                .where(Checkout.response_status.is_(None))  # type: ignore[union-attr]
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.response_status).is_(None))
                 .values(response_status=status, response_body=body)
             )
             await session.commit()
@@ -133,25 +136,29 @@ class Journal:
         """Checkouts newest first, by keyset on (created_at, id), so no row is skipped or repeated."""
         query = select(Checkout)
         if status:
-            query = query.where(Checkout.status == status)  # type: ignore[arg-type]
+            query = query.where(col(Checkout.status) == status)
         if customer_id:
-            query = query.where(Checkout.customer_id == customer_id)  # type: ignore[arg-type]
+            query = query.where(col(Checkout.customer_id) == customer_id)
         if cursor:
             after_at, after_id = decode_cursor(cursor)
             query = query.where(
                 or_(
-                    Checkout.created_at < after_at,  # type: ignore[arg-type]
-                    and_(Checkout.created_at == after_at, Checkout.id < after_id),  # type: ignore[arg-type]
+                    col(Checkout.created_at) < after_at,
+                    and_(col(Checkout.created_at) == after_at, col(Checkout.id) < after_id),
                 )
             )
-        query = query.order_by(Checkout.created_at.desc(), Checkout.id.desc()).limit(limit + 1)  # type: ignore[attr-defined]
+        query = query.order_by(col(Checkout.created_at).desc(), col(Checkout.id).desc()).limit(
+            limit + 1
+        )
         async with self.session() as session:
             checkouts = list((await session.execute(query)).scalars().all())
             more = len(checkouts) > limit
             checkouts = checkouts[:limit]
             by_checkout: dict[uuid.UUID, list[Step]] = {c.id: [] for c in checkouts}
             if checkouts:
-                steps = await session.execute(select(Step).where(Step.checkout_id.in_(by_checkout)))  # type: ignore[attr-defined]
+                steps = await session.execute(
+                    select(Step).where(col(Step.checkout_id).in_(by_checkout))
+                )
                 for step in steps.scalars():
                     by_checkout[step.checkout_id].append(step)
         items = [to_public(c, by_checkout[c.id]) for c in checkouts]
@@ -166,15 +173,20 @@ class Journal:
         async with self.session() as session:
             result = await session.execute(
                 update(Checkout)
-                .where(Checkout.id == checkout_id)  # type: ignore[arg-type]
-                .where(Checkout.status.in_(UNFINISHED))  # type: ignore[attr-defined]
-                .where(or_(Checkout.lease_expires_at.is_(None), Checkout.lease_expires_at < now))  # type: ignore[union-attr, operator]
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.status).in_(UNFINISHED))
+                .where(
+                    or_(
+                        col(Checkout.lease_expires_at).is_(None),
+                        col(Checkout.lease_expires_at) < now,
+                    )
+                )
                 .values(
                     lease_owner=self.owner,
-                    lease_token=Checkout.lease_token + 1,
+                    lease_token=col(Checkout.lease_token) + 1,
                     lease_expires_at=now + self.lease_ttl_s,
                 )
-                .returning(Checkout.lease_token)
+                .returning(col(Checkout.lease_token))
             )
             token = result.scalar_one_or_none()
             await session.commit()
@@ -185,10 +197,15 @@ class Journal:
         now = time.time()
         async with self.session() as session:
             result = await session.execute(
-                select(Checkout.id)
-                .where(Checkout.status.in_(UNFINISHED))  # type: ignore[attr-defined]
-                .where(or_(Checkout.lease_expires_at.is_(None), Checkout.lease_expires_at < now))  # type: ignore[union-attr, operator]
-                .order_by(Checkout.lease_expires_at)
+                select(col(Checkout.id))
+                .where(col(Checkout.status).in_(UNFINISHED))
+                .where(
+                    or_(
+                        col(Checkout.lease_expires_at).is_(None),
+                        col(Checkout.lease_expires_at) < now,
+                    )
+                )
+                .order_by(col(Checkout.lease_expires_at))
                 .limit(limit)
             )
             return list(result.scalars().all())
@@ -198,9 +215,9 @@ class Journal:
         async with self.session() as session:
             await session.execute(
                 update(Checkout)
-                .where(Checkout.id == checkout_id)  # type: ignore[arg-type]
-                .where(Checkout.lease_token == token)  # type: ignore[arg-type]
-                .where(Checkout.lease_owner == self.owner)  # type: ignore[arg-type]
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.lease_token) == token)
+                .where(col(Checkout.lease_owner) == self.owner)
                 .values(lease_expires_at=0.0)
             )
             await session.commit()
@@ -220,7 +237,10 @@ class Journal:
         Raises ``LeaseLostError`` (and writes nothing) when this replica no longer holds the lease.
         """
         now = time.time()
-        values: dict[str, Any] = {"updated_at": utcnow(), "lease_expires_at": now + self.lease_ttl_s}
+        values: dict[str, Any] = {
+            "updated_at": utcnow(),
+            "lease_expires_at": now + self.lease_ttl_s,
+        }
         values |= checkout or {}
         if values.get("status") in TERMINAL_STATUSES:
             values["lease_expires_at"] = None
@@ -228,20 +248,22 @@ class Journal:
         async with self.session() as session:
             fenced = await session.execute(
                 update(Checkout)
-                .where(Checkout.id == checkout_id)  # type: ignore[arg-type]
-                .where(Checkout.lease_owner == self.owner)  # type: ignore[arg-type]
-                .where(Checkout.lease_token == token)  # type: ignore[arg-type]
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.lease_owner) == self.owner)
+                .where(col(Checkout.lease_token) == token)
                 .values(**values)
             )
             if fenced.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
-                raise LeaseLostError(f"checkout {checkout_id}: lease {token} is no longer held by {self.owner}")
+                raise LeaseLostError(
+                    f"checkout {checkout_id}: lease {token} is no longer held by {self.owner}"
+                )
             if step is not None:
                 name, step_values = step
                 await session.execute(
                     update(Step)
-                    .where(Step.checkout_id == checkout_id)  # type: ignore[arg-type]
-                    .where(Step.name == name)  # type: ignore[arg-type]
+                    .where(col(Step.checkout_id) == checkout_id)
+                    .where(col(Step.name) == name)
                     .values(**step_values)
                 )
             await session.commit()
@@ -268,4 +290,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def is_duplicate_key(exc: IntegrityError) -> bool:
     """Whether an insert failed on the idempotency key's unique index."""
-    return "idempotency_key_hash" in str(exc.orig) or "ix_checkout_idempotency_key_hash" in str(exc.orig)
+    return "idempotency_key_hash" in str(exc.orig) or "ix_checkout_idempotency_key_hash" in str(
+        exc.orig
+    )

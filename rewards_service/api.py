@@ -21,6 +21,7 @@ from rewards_service.schemas import (
 )
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
+from servicekit.text import NO_CONTROL_CHARACTERS
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -30,7 +31,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-CustomerPath = Annotated[str, Path(min_length=1, max_length=200, examples=["c-42"])]
+CustomerPath = Annotated[
+    str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
+]
 TransactionIdPath = Annotated[
     str,
     Path(description="The transaction's UUID.", examples=["9b2d7c1e-5f3a-4e8b-b1d2-6a7c8e9f0a1b"]),
@@ -132,7 +135,10 @@ def read_transaction(transaction_id: TransactionIdPath, session: SessionDep) -> 
 )
 def list_transactions(
     session: SessionDep,
-    checkout_id: Annotated[str, Query(min_length=1, max_length=64, examples=["3f0c2a9e"])],
+    checkout_id: Annotated[
+        str,
+        Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["3f0c2a9e"]),
+    ],
 ) -> TransactionPage:
     """Every ledger entry of a checkout, newest first (an empty list if it has none)."""
     return TransactionPage(items=store.list_checkout_transactions(session, checkout_id=checkout_id))

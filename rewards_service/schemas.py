@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from servicekit.text import NO_CONTROL_CHARACTERS
+
 
 class TransactionCreate(BaseModel):
     """Credit a customer with the points earned by a checkout (at most once per checkout)."""
@@ -20,7 +22,9 @@ class TransactionCreate(BaseModel):
     )
 
     # Strict: a ledger takes no "39" or true for a number of points.
-    checkout_id: str = Field(strict=True, min_length=1, max_length=64)
+    checkout_id: str = Field(
+        strict=True, min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS
+    )
     points: int = Field(strict=True, ge=0, le=1_000_000_000, examples=[39])
 
 

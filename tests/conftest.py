@@ -58,7 +58,9 @@ def _fresh_postgres_database(name: str) -> str:
     with engine.connect() as connection:
         # A connection a previous test leaked would hold locks the DROP waits on: end them first.
         connection.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
             {"n": name},
         )
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))

@@ -41,16 +41,36 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         self.calls: list[tuple[str, str]] = []
 
     def add(
-        self, method: str, path: str, kind: str, *, times: int = 1, status: int = 503, delay: float = 0.0, **headers: str
+        self,
+        method: str,
+        path: str,
+        kind: str,
+        *,
+        times: int = 1,
+        status: int = 503,
+        delay: float = 0.0,
+        **headers: str,
     ) -> Rule:
-        rule = Rule(method, path, kind, times, status, {k.replace("_", "-"): v for k, v in headers.items()}, delay)
+        rule = Rule(
+            method,
+            path,
+            kind,
+            times,
+            status,
+            {k.replace("_", "-"): v for k, v in headers.items()},
+            delay,
+        )
         self.rules.append(rule)
         return rule
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
         for rule in self.rules:
-            if request.method == rule.method and fnmatch.fnmatchcase(request.url.path, rule.path) and rule.seen < rule.times:
+            if (
+                request.method == rule.method
+                and fnmatch.fnmatchcase(request.url.path, rule.path)
+                and rule.seen < rule.times
+            ):
                 rule.seen += 1
                 return await self._misbehave(rule, request)
         return await self.inner.handle_async_request(request)
@@ -66,9 +86,16 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         if rule.kind == "lose_answer":
             response = await self.inner.handle_async_request(request)
             await response.aread()
-            raise httpx.ReadTimeout("answer lost after the service applied it (injected)", request=request)
+            raise httpx.ReadTimeout(
+                "answer lost after the service applied it (injected)", request=request
+            )
         if rule.kind == "status":
-            body = {"type": "about:blank", "title": "Injected", "status": rule.status, "detail": "injected fault"}
+            body = {
+                "type": "about:blank",
+                "title": "Injected",
+                "status": rule.status,
+                "detail": "injected fault",
+            }
             return httpx.Response(
                 rule.status,
                 headers={"content-type": "application/problem+json", **rule.headers},

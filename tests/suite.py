@@ -67,7 +67,12 @@ def checkout_body(
 ) -> dict[str, Any]:
     """A valid checkout request."""
     return {
-        "customer": {"id": customer_id, "email": email, "name": "Ada Lovelace", "rewards_member": member},
+        "customer": {
+            "id": customer_id,
+            "email": email,
+            "name": "Ada Lovelace",
+            "rewards_member": member,
+        },
         "items": items or [{"sku": "SKU-001", "quantity": 2, "unit_price": "19.99"}],
         "currency": "USD",
     }
@@ -85,7 +90,9 @@ async def running_suite(
         services: dict[str, httpx.AsyncClient] = {}
         transports: dict[str, httpx.AsyncBaseTransport] = {}
         apps = {
-            "warehouse": create_warehouse_app(WarehouseSettings(database_url=database_url("warehouse"))),
+            "warehouse": create_warehouse_app(
+                WarehouseSettings(database_url=database_url("warehouse"))
+            ),
             "rewards": create_rewards_app(RewardsSettings(database_url=database_url("rewards"))),
             "email": create_email_app(EmailSettings(database_url=database_url("email"))),
         }
@@ -110,6 +117,10 @@ async def running_suite(
             LifespanManager(create_orchestrator_app(settings, transports=transports))
         )
         orchestrator = await stack.enter_async_context(
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://orchestrator.test")
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://orchestrator.test"
+            )
         )
-        yield Suite(orchestrator, services["warehouse"], services["rewards"], services["email"], settings)
+        yield Suite(
+            orchestrator, services["warehouse"], services["rewards"], services["email"], settings
+        )

@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
+from servicekit.text import NO_CONTROL_CHARACTERS
 from warehouse_service import store
 from warehouse_service.errors import ReservationNotFoundError
 from warehouse_service.models import IdempotencyRecord
@@ -31,7 +32,9 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SkuPath = Annotated[str, Path(min_length=1, max_length=64, examples=["SKU-001"])]
+SkuPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
+]
 
 router = APIRouter()
 
@@ -50,9 +53,9 @@ def _reservation_id(raw: str) -> uuid.UUID:
     status_code=201,
     response_model=ReservationPublic,
     responses={
-        200: {"model": ReservationPublic, "description": "The checkout's existing reservation"}
-    }
-    | problem_responses(409, 422),
+        **problem_responses(409, 422),
+        200: {"model": ReservationPublic, "description": "The checkout's existing reservation"},
+    },
 )
 def create_reservation(
     body: ReservationCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
@@ -123,7 +126,8 @@ def read_reservation(reservation_id: str, session: SessionDep) -> ReservationPub
     responses=problem_responses(422),
 )
 def list_reservations(
-    session: SessionDep, checkout_id: Annotated[str, Query(min_length=1, max_length=64)]
+    session: SessionDep,
+    checkout_id: Annotated[str, Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)],
 ) -> ReservationPage:
     """The reservation held for a checkout (an empty list if it has none)."""
     found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
@@ -148,9 +152,9 @@ def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
     summary="Set stock of a sku",
     response_model=InventoryPublic,
     responses={
-        201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"}
-    }
-    | problem_responses(409, 422),
+        **problem_responses(409, 422),
+        201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"},
+    },
 )
 def update_inventory(sku: SkuPath, body: InventoryUpdate, session: SessionDep) -> JSONResponse:
     """Set the physical on-hand count (a PUT, so repeating it is harmless); 409 if below what is reserved."""

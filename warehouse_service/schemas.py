@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Sku = Field(min_length=1, max_length=64, examples=["SKU-001"])
+from servicekit.text import NO_CONTROL_CHARACTERS
+
+Sku = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
 
 
 class ReservationLineIn(BaseModel):
@@ -35,7 +37,7 @@ class ReservationCreate(BaseModel):
         },
     )
 
-    checkout_id: str = Field(min_length=1, max_length=64)
+    checkout_id: str = Field(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)
     items: list[ReservationLineIn] = Field(min_length=1, max_length=100)
 
 

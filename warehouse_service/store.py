@@ -47,7 +47,7 @@ def _public(reservation: Reservation, lines: list[ReservationLine]) -> Reservati
     return ReservationPublic(
         id=reservation.id,
         checkout_id=reservation.checkout_id,
-        status=reservation.status,  # type: ignore[arg-type]
+        status=reservation.status,
         items=[ReservationLineIn(sku=line.sku, quantity=line.quantity) for line in lines],
         created_at=reservation.created_at,
         released_at=reservation.released_at,

@@ -34,7 +34,15 @@ class RetryPolicy:
 
     def forever(self) -> RetryPolicy:
         """The same backoff, without a limit on attempts or time."""
-        return RetryPolicy(None, None, self.initial_delay_s, self.max_delay_s, self.jitter_s, self.backoff, self.max_retry_after_s)
+        return RetryPolicy(
+            None,
+            None,
+            self.initial_delay_s,
+            self.max_delay_s,
+            self.jitter_s,
+            self.backoff,
+            self.max_retry_after_s,
+        )
 
     def _on(self, exc: Exception) -> bool | float:
         if not isinstance(exc, StepTransientError):

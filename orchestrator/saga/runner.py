@@ -69,7 +69,9 @@ class SagaRunner:
         await self.journal.record(checkout_id, token, checkout={"status": "failed"})
         log.info("checkout %s failed and was compensated", checkout_id)
 
-    async def _forward(self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int) -> bool:
+    async def _forward(
+        self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
+    ) -> bool:
         """Run the steps not yet done; False once one fails for good (its error is recorded)."""
         checkout_id = uuid.UUID(ctx.checkout_id)
         for name in order:
@@ -96,7 +98,12 @@ class SagaRunner:
                     checkout={"error": json.dumps(failure)},
                     step=(
                         name,
-                        {"status": "failed", "error": row.error, "http_status": exc.http_status, "finished_at": utcnow()},
+                        {
+                            "status": "failed",
+                            "error": row.error,
+                            "http_status": exc.http_status,
+                            "finished_at": utcnow(),
+                        },
                     ),
                 )
                 log.info("checkout %s: step %s failed for good: %s", checkout_id, name, exc.detail)
@@ -134,12 +141,19 @@ class SagaRunner:
                         http_status, result = await call(ctx, json.loads(row.result or "{}"))
                 except StepTransientError as exc:
                     log.warning(
-                        "checkout %s: step %s attempt %s: %s", checkout_id, step.name, row.attempts, exc.detail
+                        "checkout %s: step %s attempt %s: %s",
+                        checkout_id,
+                        step.name,
+                        row.attempts,
+                        exc.detail,
                     )
                     await self.journal.record(
                         checkout_id,
                         token,
-                        step=(step.name, {"error": json.dumps(exc.as_json()), "http_status": exc.http_status}),
+                        step=(
+                            step.name,
+                            {"error": json.dumps(exc.as_json()), "http_status": exc.http_status},
+                        ),
                     )
                     raise
                 row.status, row.result = done, json.dumps(result)
@@ -152,31 +166,51 @@ class SagaRunner:
                 await self.journal.record(checkout_id, token, step=(step.name, values))
                 return
 
-    async def _compensate(self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int) -> None:
+    async def _compensate(
+        self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
+    ) -> None:
         """Undo completed steps in reverse order; steps never reached become ``skipped``."""
         checkout_id = uuid.UUID(ctx.checkout_id)
         for name in reversed(order):
             row, step = rows[name], self.steps[name]
             if row.status == "pending":
-                await self.journal.record(checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()}))
+                await self.journal.record(
+                    checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()})
+                )
                 continue
             if row.status in ("running", "failed") and self._maybe_applied(row):
                 effect = await self._settle(step, ctx)
                 if effect is None:
                     if row.status == "running":
-                        await self.journal.record(checkout_id, token, step=(name, {"status": "failed", "finished_at": utcnow()}))
+                        await self.journal.record(
+                            checkout_id,
+                            token,
+                            step=(name, {"status": "failed", "finished_at": utcnow()}),
+                        )
                     continue
                 row.result = json.dumps(effect)
                 await self.journal.record(checkout_id, token, step=(name, {"result": row.result}))
             elif row.status != "succeeded":
                 continue
             try:
-                await self._attempt(step, ctx, row, token, self.policy.forever(), step.compensate, done="compensated")
+                await self._attempt(
+                    step,
+                    ctx,
+                    row,
+                    token,
+                    self.policy.forever(),
+                    step.compensate,
+                    done="compensated",
+                )
             except StepRefusedError as exc:
                 # A compensation the service refuses cannot succeed by retrying; record it for an operator.
-                log.error("checkout %s: compensation of %s refused: %s", checkout_id, name, exc.detail)
+                log.error(
+                    "checkout %s: compensation of %s refused: %s", checkout_id, name, exc.detail
+                )
                 await self.journal.record(
-                    checkout_id, token, step=(name, {"error": json.dumps({"compensation": exc.as_json()})})
+                    checkout_id,
+                    token,
+                    step=(name, {"error": json.dumps({"compensation": exc.as_json()})}),
                 )
 
     @staticmethod

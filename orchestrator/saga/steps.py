@@ -81,7 +81,7 @@ class WarehouseStep:
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
 
-    def applies(self, ctx: SagaContext) -> bool:
+    def applies(self, _ctx: SagaContext) -> bool:
         return True
 
     async def execute(self, ctx: SagaContext) -> Outcome:
@@ -92,7 +92,11 @@ class WarehouseStep:
 
     async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
         reservation = await self.clients.find_reservation(checkout_id=ctx.checkout_id)
-        return {"reservation_id": reservation.id, "status": reservation.status} if reservation else None
+        return (
+            {"reservation_id": reservation.id, "status": reservation.status}
+            if reservation
+            else None
+        )
 
     async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
         status, reservation = await self.clients.release(
@@ -113,7 +117,10 @@ class RewardsStep:
 
     async def execute(self, ctx: SagaContext) -> Outcome:
         status, credit = await self.clients.credit(
-            customer_id=ctx.customer["id"], checkout_id=ctx.checkout_id, points=ctx.points, key=ctx.key(self.name, "credit")
+            customer_id=ctx.customer["id"],
+            checkout_id=ctx.checkout_id,
+            points=ctx.points,
+            key=ctx.key(self.name, "credit"),
         )
         return status, {"transaction_id": credit.id, "points": credit.points}
 
@@ -135,7 +142,7 @@ class EmailStep:
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
 
-    def applies(self, ctx: SagaContext) -> bool:
+    def applies(self, _ctx: SagaContext) -> bool:
         return True
 
     async def execute(self, ctx: SagaContext) -> Outcome:
@@ -149,7 +156,9 @@ class EmailStep:
         return status, {"email_id": message.id, "status": message.status}
 
     async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        message = await self.clients.find_email(checkout_id=ctx.checkout_id, template="order_confirmation")
+        message = await self.clients.find_email(
+            checkout_id=ctx.checkout_id, template="order_confirmation"
+        )
         return {"email_id": message.id, "status": message.status} if message else None
 
     async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:

@@ -25,7 +25,9 @@ RECOVERY_BATCH = 50
 class Supervisor:
     """Runs sagas for one replica."""
 
-    def __init__(self, journal: Journal, runner: SagaRunner, *, recovery_interval_s: float, grace_s: float) -> None:
+    def __init__(
+        self, journal: Journal, runner: SagaRunner, *, recovery_interval_s: float, grace_s: float
+    ) -> None:
         self.journal = journal
         self.runner = runner
         self.recovery_interval_s = recovery_interval_s

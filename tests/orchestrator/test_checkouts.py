@@ -28,27 +28,44 @@ async def test_member_checkout_reserves_credits_and_emails(suite: Suite) -> None
     assert checkout["total"] == "39.98"
     assert checkout["points"] == 39
     assert [s["name"] for s in checkout["steps"]] == ["warehouse", "rewards", "email"]
-    assert steps_of(checkout) == {"warehouse": "succeeded", "rewards": "succeeded", "email": "succeeded"}
+    assert steps_of(checkout) == {
+        "warehouse": "succeeded",
+        "rewards": "succeeded",
+        "email": "succeeded",
+    }
     for step in checkout["steps"]:
         assert step["attempts"] == 1
         assert step["started_at"] <= step["finished_at"]
         assert step["error"] is None
-    assert await suite.inventory("SKU-001") == {"sku": "SKU-001", "on_hand": 10, "reserved": 2, "available": 8}
+    assert await suite.inventory("SKU-001") == {
+        "sku": "SKU-001",
+        "on_hand": 10,
+        "reserved": 2,
+        "available": 8,
+    }
     assert await suite.balance("c-42") == 39
     emails = await suite.emails("ada@example.com")
-    assert [(e["template"], e["checkout_id"]) for e in emails] == [("order_confirmation", checkout["id"])]
+    assert [(e["template"], e["checkout_id"]) for e in emails] == [
+        ("order_confirmation", checkout["id"])
+    ]
     assert (await suite.orchestrator.get(f"/checkouts/{checkout['id']}")).json() == checkout
 
 
 async def test_non_member_skips_rewards(suite: Suite) -> None:
     """A non-member's rewards step is skipped: no points, no account, but stock and email as usual."""
-    response = await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="c-7", member=False))
+    response = await suite.orchestrator.post(
+        "/checkouts", json=checkout_body(customer_id="c-7", member=False)
+    )
 
     checkout = response.json()
     assert response.status_code == 201
     assert checkout["status"] == "completed"
     assert checkout["points"] == 0
-    assert steps_of(checkout) == {"warehouse": "succeeded", "rewards": "skipped", "email": "succeeded"}
+    assert steps_of(checkout) == {
+        "warehouse": "succeeded",
+        "rewards": "skipped",
+        "email": "succeeded",
+    }
     assert await suite.balance("c-7") is None
     assert (await suite.inventory("SKU-001"))["reserved"] == 2
     assert len(await suite.emails("ada@example.com")) == 1
@@ -85,7 +102,9 @@ async def test_unknown_sku_fails_the_checkout(suite: Suite) -> None:
     assert "SKU-NOPE" in checkout["steps"][0]["error"]["detail"]
 
 
-@pytest.mark.parametrize("order", ["email,warehouse,rewards", "rewards,email,warehouse", "warehouse,email,rewards"])
+@pytest.mark.parametrize(
+    "order", ["email,warehouse,rewards", "rewards,email,warehouse", "warehouse,email,rewards"]
+)
 async def test_other_step_orders_complete(database_url: Any, order: str) -> None:
     """Any permutation of the steps completes a member's checkout with the same effects."""
     async with running_suite(database_url, checkout_steps=order) as suite:
@@ -105,10 +124,16 @@ async def test_refusal_after_credit_reverses_the_points(database_url: Any) -> No
     async with running_suite(database_url, checkout_steps="rewards,warehouse,email") as suite:
         await suite.stock("SKU-SOLDOUT", 0)
         items = [{"sku": "SKU-SOLDOUT", "quantity": 1, "unit_price": "12.50"}]
-        checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body(items=items))).json()
+        checkout = (
+            await suite.orchestrator.post("/checkouts", json=checkout_body(items=items))
+        ).json()
 
         assert checkout["status"] == "failed"
-        assert steps_of(checkout) == {"rewards": "compensated", "warehouse": "failed", "email": "skipped"}
+        assert steps_of(checkout) == {
+            "rewards": "compensated",
+            "warehouse": "failed",
+            "email": "skipped",
+        }
         assert checkout["steps"][0]["compensated_at"] is not None
         assert await suite.balance("c-42") == 0
         assert await suite.emails("ada@example.com") == []
@@ -119,10 +144,16 @@ async def test_card_order_cancels_by_email_after_confirming(database_url: Any) -
     async with running_suite(database_url, checkout_steps="email,warehouse,rewards") as suite:
         await suite.stock("SKU-SOLDOUT", 0)
         items = [{"sku": "SKU-SOLDOUT", "quantity": 1, "unit_price": "3"}]
-        checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body(items=items))).json()
+        checkout = (
+            await suite.orchestrator.post("/checkouts", json=checkout_body(items=items))
+        ).json()
 
         assert checkout["status"] == "failed"
-        assert steps_of(checkout) == {"email": "compensated", "warehouse": "failed", "rewards": "skipped"}
+        assert steps_of(checkout) == {
+            "email": "compensated",
+            "warehouse": "failed",
+            "rewards": "skipped",
+        }
         templates = sorted(e["template"] for e in await suite.emails("ada@example.com"))
         assert templates == ["order_cancelled", "order_confirmation"]
         assert await suite.balance("c-42") is None
@@ -142,7 +173,11 @@ async def test_reservation_is_released_when_a_later_step_is_refused(database_url
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 
         assert checkout["status"] == "failed", checkout
-        assert steps_of(checkout) == {"warehouse": "compensated", "rewards": "failed", "email": "skipped"}
+        assert steps_of(checkout) == {
+            "warehouse": "compensated",
+            "rewards": "failed",
+            "email": "skipped",
+        }
         assert checkout["steps"][1]["http_status"] == 403
         assert (await suite.inventory("SKU-001"))["reserved"] == 0
         assert await suite.balance("c-42") is None

@@ -32,7 +32,12 @@ async def test_200_checkouts_on_50_units(suite: Suite) -> None:
     statuses = [a.json()["status"] for a in answers]
     assert statuses.count("completed") == 50
     assert statuses.count("failed") == 150
-    assert await suite.inventory("SKU-RACE") == {"sku": "SKU-RACE", "on_hand": 50, "reserved": 50, "available": 0}
+    assert await suite.inventory("SKU-RACE") == {
+        "sku": "SKU-RACE",
+        "on_hand": 50,
+        "reserved": 50,
+        "available": 0,
+    }
     winners = [a.json() for a in answers if a.json()["status"] == "completed"]
     for checkout in winners[:5]:
         assert await suite.balance(checkout["customer"]["id"]) == 1

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def faulty_suite(database_url: Callable[[str], str], **settings: Any) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
+async def faulty_suite(
+    database_url: Callable[[str], str], **settings: Any
+) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
     faults: dict[str, FaultyTransport] = {}
 
     def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
@@ -34,7 +36,9 @@ def step(checkout: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["refuse", "timeout", "lose_answer"])
-async def test_transient_failures_are_retried_with_the_same_key(database_url: Any, kind: str) -> None:
+async def test_transient_failures_are_retried_with_the_same_key(
+    database_url: Any, kind: str
+) -> None:
     """Refused connections, timeouts and lost answers are retried; every effect happens once."""
     async with faulty_suite(database_url) as (suite, faults):
         faults["warehouse"].add("POST", "/reservations", kind, times=2)
@@ -66,7 +70,9 @@ async def test_server_errors_are_retried(database_url: Any, status: int) -> None
 async def test_429_waits_as_long_as_retry_after_says(database_url: Any) -> None:
     """A 429 with Retry-After: 1 delays the next attempt by about a second."""
     async with faulty_suite(database_url) as (suite, faults):
-        faults["rewards"].add("POST", "/accounts/*/transactions", "status", status=429, retry_after="1")
+        faults["rewards"].add(
+            "POST", "/accounts/*/transactions", "status", status=429, retry_after="1"
+        )
         started = anyio.current_time()
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 
@@ -118,7 +124,10 @@ async def test_the_email_is_retried_until_it_is_sent(database_url: Any) -> None:
 
 async def test_compensation_is_retried_until_it_succeeds(database_url: Any) -> None:
     """A release that fails transiently is retried; the stock comes back exactly once."""
-    async with faulty_suite(database_url, checkout_steps="warehouse,rewards,email") as (suite, faults):
+    async with faulty_suite(database_url, checkout_steps="warehouse,rewards,email") as (
+        suite,
+        faults,
+    ):
         faults["rewards"].add("POST", "/accounts/*/transactions", "status", status=400)
         faults["warehouse"].add("POST", "/reservations/*/release", "lose_answer", times=1)
         faults["warehouse"].add("POST", "/reservations/*/release", "status", status=503, times=2)
@@ -128,6 +137,11 @@ async def test_compensation_is_retried_until_it_succeeds(database_url: Any) -> N
         warehouse = step(checkout, "warehouse")
         assert warehouse["status"] == "compensated"
         assert warehouse["result"]["status"] == "released"
-        assert (await suite.inventory("SKU-001")) == {"sku": "SKU-001", "on_hand": 10, "reserved": 0, "available": 10}
+        assert (await suite.inventory("SKU-001")) == {
+            "sku": "SKU-001",
+            "on_hand": 10,
+            "reserved": 0,
+            "available": 10,
+        }
         releases = [c for c in faults["warehouse"].calls if c[1].endswith("/release")]
         assert len(releases) == 4

@@ -43,7 +43,10 @@ async def test_same_meaning_in_another_form_is_a_replay(suite: Suite) -> None:
     headers = {"Idempotency-Key": "order-1002"}
     body = checkout_body()
     first = await suite.orchestrator.post("/checkouts", json=body, headers=headers)
-    reordered = {"items": [{"unit_price": 19.99, "quantity": 2, "sku": "SKU-001"}], "customer": body["customer"]}
+    reordered = {
+        "items": [{"unit_price": 19.99, "quantity": 2, "sku": "SKU-001"}],
+        "customer": body["customer"],
+    }
     again = await suite.orchestrator.post("/checkouts", json=reordered, headers=headers)
 
     assert again.status_code == 201
@@ -80,12 +83,16 @@ async def test_a_key_in_flight_is_409(database_url: Any) -> None:
         answers: dict[str, httpx.Response] = {}
 
         async def first() -> None:
-            answers["first"] = await suite.orchestrator.post("/checkouts", json=checkout_body(), headers=headers)
+            answers["first"] = await suite.orchestrator.post(
+                "/checkouts", json=checkout_body(), headers=headers
+            )
 
         async with anyio.create_task_group() as group:
             group.start_soon(first)
             await anyio.sleep(0.2)
-            answers["twin"] = await suite.orchestrator.post("/checkouts", json=checkout_body(), headers=headers)
+            answers["twin"] = await suite.orchestrator.post(
+                "/checkouts", json=checkout_body(), headers=headers
+            )
         after = await suite.orchestrator.post("/checkouts", json=checkout_body(), headers=headers)
 
         assert answers["twin"].status_code == 409
@@ -100,17 +107,41 @@ async def test_a_key_in_flight_is_409(database_url: Any) -> None:
 BAD_BODIES: list[tuple[str, Any, set[str]]] = [
     ("empty object", {}, {"body.customer", "body.items"}),
     ("no items", checkout_body() | {"items": []}, {"body.items"}),
-    ("101 items", checkout_body() | {"items": [{"sku": "S", "quantity": 1, "unit_price": "1"}] * 101}, {"body.items"}),
+    (
+        "101 items",
+        checkout_body() | {"items": [{"sku": "S", "quantity": 1, "unit_price": "1"}] * 101},
+        {"body.items"},
+    ),
     (
         "every line field wrong",
         checkout_body(items=[{"sku": "", "quantity": 0, "unit_price": "1.001"}]),
         {"body.items.0.sku", "body.items.0.quantity", "body.items.0.unit_price"},
     ),
-    ("quantity too big", checkout_body(items=[{"sku": "S", "quantity": 1001, "unit_price": "1"}]), {"body.items.0.quantity"}),
-    ("negative price", checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "-1"}]), {"body.items.0.unit_price"}),
-    ("price too high", checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "1000000.01"}]), {"body.items.0.unit_price"}),
-    ("price not a number", checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "cheap"}]), {"body.items.0.unit_price"}),
-    ("sku too long", checkout_body(items=[{"sku": "S" * 65, "quantity": 1, "unit_price": "1"}]), {"body.items.0.sku"}),
+    (
+        "quantity too big",
+        checkout_body(items=[{"sku": "S", "quantity": 1001, "unit_price": "1"}]),
+        {"body.items.0.quantity"},
+    ),
+    (
+        "negative price",
+        checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "-1"}]),
+        {"body.items.0.unit_price"},
+    ),
+    (
+        "price too high",
+        checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "1000000.01"}]),
+        {"body.items.0.unit_price"},
+    ),
+    (
+        "price not a number",
+        checkout_body(items=[{"sku": "S", "quantity": 1, "unit_price": "cheap"}]),
+        {"body.items.0.unit_price"},
+    ),
+    (
+        "sku too long",
+        checkout_body(items=[{"sku": "S" * 65, "quantity": 1, "unit_price": "1"}]),
+        {"body.items.0.sku"},
+    ),
     ("bad email", checkout_body(email="not-an-address"), {"body.customer.email"}),
     (
         "customer fields",
@@ -124,9 +155,13 @@ BAD_BODIES: list[tuple[str, Any, set[str]]] = [
 
 
 @pytest.mark.parametrize(("case", "body", "fields"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
-async def test_bad_body_is_422_naming_every_field(suite: Suite, case: str, body: Any, fields: set[str]) -> None:
+async def test_bad_body_is_422_naming_every_field(
+    suite: Suite, case: str, body: Any, fields: set[str]
+) -> None:
     """Invalid bodies get one 422 problem naming every invalid field, and nothing is stored."""
-    response = await suite.orchestrator.post("/checkouts", json=body, headers={"Idempotency-Key": f"bad-{case}"})
+    response = await suite.orchestrator.post(
+        "/checkouts", json=body, headers={"Idempotency-Key": f"bad-{case}"}
+    )
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -148,7 +183,9 @@ async def test_bad_body_is_422_naming_every_field(suite: Suite, case: str, body:
     ],
     ids=["malformed JSON", "form", "text/plain", "over 64 KiB", "no body"],
 )
-async def test_unreadable_request_is_refused(suite: Suite, content: bytes, headers: dict[str, str], status: int) -> None:
+async def test_unreadable_request_is_refused(
+    suite: Suite, content: bytes, headers: dict[str, str], status: int
+) -> None:
     """Malformed, oversized or non-JSON bodies get a problem+json 4xx, and nothing is stored."""
     response = await suite.orchestrator.post("/checkouts", content=content, headers=headers)
 
@@ -162,7 +199,7 @@ async def test_unreadable_request_is_refused(suite: Suite, content: bytes, heade
 async def test_bad_idempotency_key_is_422(suite: Suite, key: str) -> None:
     """A key that is not 1–255 visible ASCII characters is refused, naming the header."""
     response = await suite.orchestrator.post(
-        "/checkouts", json=checkout_body(), headers=[("Idempotency-Key".encode(), key.encode("utf-8"))]
+        "/checkouts", json=checkout_body(), headers=[(b"Idempotency-Key", key.encode("utf-8"))]
     )
 
     assert response.status_code == 422
@@ -175,5 +212,11 @@ async def test_unknown_routes_and_methods_are_problems(suite: Suite) -> None:
     missing = await suite.orchestrator.get("/nowhere")
     wrong_method = await suite.orchestrator.delete("/checkouts")
 
-    assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
-    assert (wrong_method.status_code, wrong_method.headers["content-type"]) == (405, "application/problem+json")
+    assert (missing.status_code, missing.headers["content-type"]) == (
+        404,
+        "application/problem+json",
+    )
+    assert (wrong_method.status_code, wrong_method.headers["content-type"]) == (
+        405,
+        "application/problem+json",
+    )

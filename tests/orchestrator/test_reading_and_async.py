@@ -23,7 +23,9 @@ async def wait_terminal(suite: Suite, location: str, timeout_s: float = 10) -> d
 
 async def test_respond_async_answers_202_then_completes(suite: Suite) -> None:
     """Prefer: respond-async answers 202 at once; the saga still runs to completion."""
-    response = await suite.orchestrator.post("/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"})
+    response = await suite.orchestrator.post(
+        "/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"}
+    )
 
     assert response.status_code == 202
     assert response.headers["preference-applied"] == "respond-async"
@@ -56,7 +58,9 @@ async def test_pagination_returns_every_checkout_once_while_new_ones_arrive(suit
     """Walking the cursors yields each existing checkout exactly once, newest first, despite new ones."""
     created = []
     for n in range(7):
-        body = checkout_body(customer_id=f"c-{n}", items=[{"sku": "SKU-001", "quantity": 1, "unit_price": "1"}])
+        body = checkout_body(
+            customer_id=f"c-{n}", items=[{"sku": "SKU-001", "quantity": 1, "unit_price": "1"}]
+        )
         created.append((await suite.orchestrator.post("/checkouts", json=body)).json()["id"])
 
     seen: list[str] = []
@@ -80,7 +84,11 @@ async def test_filters_by_status_and_customer(suite: Suite) -> None:
     """status= and customer_id= narrow the list."""
     await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="a"))
     soldout = [{"sku": "SKU-SOLDOUT", "quantity": 1, "unit_price": "1"}]
-    failed = (await suite.orchestrator.post("/checkouts", json=checkout_body(customer_id="b", items=soldout))).json()
+    failed = (
+        await suite.orchestrator.post(
+            "/checkouts", json=checkout_body(customer_id="b", items=soldout)
+        )
+    ).json()
 
     by_status = (await suite.orchestrator.get("/checkouts", params={"status": "failed"})).json()
     by_customer = (await suite.orchestrator.get("/checkouts", params={"customer_id": "a"})).json()
@@ -100,7 +108,9 @@ async def test_filters_by_status_and_customer(suite: Suite) -> None:
         ({"cursor": "WyJ4Il0"}, "cursor"),
     ],
 )
-async def test_bad_list_parameters_are_422(suite: Suite, params: dict[str, Any], field: str) -> None:
+async def test_bad_list_parameters_are_422(
+    suite: Suite, params: dict[str, Any], field: str
+) -> None:
     """A bad limit, status or cursor is a 422 problem naming the parameter."""
     response = await suite.orchestrator.get("/checkouts", params=params)
 
