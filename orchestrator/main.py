@@ -16,6 +16,7 @@ from sqlalchemy import text
 from orchestrator.api import router
 from orchestrator.clients import ServiceClients, build_http_client
 from orchestrator.models import OrchestratorTable
+from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
 from orchestrator.saga.steps import build_steps

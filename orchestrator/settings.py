@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     recovery_interval_s: float = Field(default=2.0, gt=0)
     # On SIGTERM, in-flight sagas get this long to finish; the rest are handed back for resumption.
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    # Test-only: kill this process at named saga points (see orchestrator/saga/crashpoints.py).
+    crash_points: str = ""
 
     @field_validator("step_timeout_s")
     @classmethod

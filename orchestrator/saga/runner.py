@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
 from orchestrator.models import Checkout, Step, utcnow
+from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.steps import SagaContext, SagaStep, StepKind
 from orchestrator.store import Journal
@@ -43,10 +44,17 @@ def context_of(checkout: Checkout) -> SagaContext:
 class SagaRunner:
     """Runs checkouts through their steps, writing every transition to the journal."""
 
-    def __init__(self, journal: Journal, steps: dict[str, SagaStep], policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        steps: dict[str, SagaStep],
+        policy: RetryPolicy,
+        crash_points: CrashPoints | None = None,
+    ) -> None:
         self.journal = journal
         self.steps = steps
         self.policy = policy
+        self.crash = crash_points or CrashPoints()
 
     async def drive(self, checkout_id: uuid.UUID, token: int) -> None:
         """Take the checkout from wherever its journal stands to completed or failed."""
@@ -134,6 +142,8 @@ class SagaRunner:
                         row.started_at = utcnow()
                         values["started_at"] = row.started_at
                     await self.journal.record(checkout_id, token, step=(step.name, values))
+                phase = "call" if forward else "compensate"
+                self.crash.reach(f"{step.name}:before_{phase}")
                 try:
                     if forward:
                         http_status, result = await call(ctx)
@@ -156,6 +166,7 @@ class SagaRunner:
                         ),
                     )
                     raise
+                self.crash.reach(f"{step.name}:after_{phase}")
                 row.status, row.result = done, json.dumps(result)
                 values = {"status": done, "result": row.result, "http_status": http_status}
                 if forward:
