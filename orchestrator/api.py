@@ -13,7 +13,13 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.errors import CheckoutNotFoundError, IdempotencyKeyInFlightError
+from orchestrator import views
+from orchestrator.errors import (
+    CheckoutNotFoundError,
+    CheckoutPastPivotError,
+    CheckoutTerminalError,
+    IdempotencyKeyInFlightError,
+)
 from orchestrator.models import Checkout
 from orchestrator.saga.supervisor import Supervisor
 from orchestrator.schemas import (
@@ -77,6 +83,7 @@ def _new_checkout(
         step_order=settings.checkout_steps,
         idempotency_key_hash=key_hash,
         request_fingerprint=digest if key_hash else None,
+        deadline_at=time.time() + settings.checkout_deadline_s,
     )
 
 
@@ -96,7 +103,7 @@ async def _answer_repeat(
                 headers={"Retry-After": "1"},
             )
         # The first request's answer was lost (its replica died): answer from the journal, once for all.
-        public = await journal.read_public(existing.id)
+        public = await views.read_checkout(journal, existing.id)
         assert public is not None
         status = 201 if public.status in TERMINAL_STATUSES else 202
         await journal.save_first_response(existing.id, status, public.model_dump_json())
@@ -110,6 +117,18 @@ async def _answer_repeat(
         status_code=existing.response_status,
         headers={"Location": f"/checkouts/{existing.id}", REPLAYED_HEADER: "true"},
     )
+
+
+async def _existing(journal: Journal, checkout_id: str) -> CheckoutPublic:
+    """The checkout with this id, or a 404 (also for an id that is not a UUID)."""
+    try:
+        parsed = uuid.UUID(checkout_id)
+    except ValueError:
+        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.") from None
+    public = await views.read_checkout(journal, parsed)
+    if public is None:
+        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.")
+    return public
 
 
 @router.post(
@@ -167,7 +186,7 @@ async def create_checkout(
         headers["Preference-Applied"] = "respond-async"
     else:
         await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
-    public = await journal.read_public(checkout.id)
+    public = await views.read_checkout(journal, checkout.id)
     assert public is not None
     status = 201 if public.status in TERMINAL_STATUSES else 202
     payload = public.model_dump_json()
@@ -184,14 +203,7 @@ async def create_checkout(
 )
 async def read_checkout(checkout_id: str, journal: JournalDep) -> CheckoutPublic:
     """A checkout with every step's status, attempts, timings, result and error."""
-    try:
-        parsed = uuid.UUID(checkout_id)
-    except ValueError:
-        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.") from None
-    public = await journal.read_public(parsed)
-    if public is None:
-        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.")
-    return public
+    return await _existing(journal, checkout_id)
 
 
 @router.get(
@@ -210,7 +222,64 @@ async def list_checkouts(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Any:
     """Checkouts newest first, filtered by status or customer; follow ``next_cursor`` for the next page."""
-    items, next_cursor = await journal.page(
-        status=status, customer_id=customer_id, limit=limit, cursor=cursor
+    items, next_cursor = await views.list_checkouts(
+        journal, status=status, customer_id=customer_id, limit=limit, cursor=cursor
     )
     return CheckoutPage(items=items, next_cursor=next_cursor)
+
+
+async def _drive_now_if_free(
+    journal: Journal, supervisor: Supervisor, checkout_id: uuid.UUID
+) -> None:
+    """Claim and start a due checkout here at once, rather than at the next recovery pass."""
+    token = await journal.claim(checkout_id)
+    if token is not None:
+        supervisor.start(checkout_id, token)
+
+
+@router.post(
+    "/checkouts/{checkout_id}/retry",
+    summary="Retry a stuck checkout",
+    status_code=202,
+    response_model=CheckoutPublic,
+    responses=problem_responses(404, 409),
+)
+async def retry_checkout(
+    checkout_id: str, journal: JournalDep, supervisor: SupervisorDep, settings: SettingsDep
+) -> CheckoutPublic:
+    """Resume an unfinished checkout now (parked or stuck) with a fresh deadline; 409 once terminal."""
+    current = await _existing(journal, checkout_id)
+    if not await journal.request_retry(current.id, settings.checkout_deadline_s):
+        raise CheckoutTerminalError(
+            f"Checkout {current.id} is {current.status}; a terminal checkout is never re-run. Place a new checkout."
+        )
+    await _drive_now_if_free(journal, supervisor, current.id)
+    return await _existing(journal, checkout_id)
+
+
+@router.post(
+    "/checkouts/{checkout_id}/cancel",
+    summary="Cancel a checkout before its pivot",
+    status_code=202,
+    response_model=CheckoutPublic,
+    responses={
+        **problem_responses(404, 409),
+        200: {"model": CheckoutPublic, "description": "Already cancelled"},
+    },
+)
+async def cancel_checkout(checkout_id: str, journal: JournalDep, supervisor: SupervisorDep) -> Any:
+    """Cancel an unfinished checkout whose confirmation email has not started: its completed steps are compensated."""
+    current = await _existing(journal, checkout_id)
+    if current.error and current.error.get("kind") == "cancelled":
+        return JSONResponse(
+            current.model_dump(mode="json"), status_code=200 if current.status == "failed" else 202
+        )
+    if not await journal.request_cancel(current.id):
+        current = await _existing(journal, checkout_id)
+        if current.status in TERMINAL_STATUSES:
+            raise CheckoutTerminalError(f"Checkout {current.id} is already {current.status}.")
+        raise CheckoutPastPivotError(
+            f"Checkout {current.id} is past its pivot: the confirmation email step has started, so it can only complete."
+        )
+    await _drive_now_if_free(journal, supervisor, current.id)
+    return await _existing(journal, checkout_id)

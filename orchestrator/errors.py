@@ -19,6 +19,22 @@ class IdempotencyKeyInFlightError(ProblemError):
     title = "Request with this key in flight"
 
 
+class CheckoutTerminalError(ProblemError):
+    """The operator action needs an unfinished checkout."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:checkout-terminal"
+    title = "Checkout already finished"
+
+
+class CheckoutPastPivotError(ProblemError):
+    """The checkout has started a step that cannot be undone; it can no longer be cancelled."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:checkout-past-pivot"
+    title = "Checkout past its pivot"
+
+
 class InvalidCursorError(ProblemError):
     """A pagination cursor this API did not hand out."""
 

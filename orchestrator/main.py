@@ -68,7 +68,11 @@ def create_app(
         journals.append(journal)
         async with build_http_client(settings, transports) as client:
             runner = SagaRunner(
-                journal, build_steps(ServiceClients(client, settings)), retry_policy(settings)
+                journal,
+                build_steps(ServiceClients(client, settings)),
+                retry_policy(settings),
+                CrashPoints(settings.crash_points),
+                resume_delay_s=settings.resume_delay_s,
             )
             supervisor = Supervisor(
                 journal,

@@ -28,7 +28,7 @@ class Checkout(OrchestratorTable, table=True):
         Index("ix_checkout_created", "created_at", "id"),
         Index("ix_checkout_status_created", "status", "created_at", "id"),
         Index("ix_checkout_customer_created", "customer_id", "created_at", "id"),
-        Index("ix_checkout_unfinished_lease", "status", "lease_expires_at"),
+        Index("ix_checkout_unfinished_lease", "status", "lease_expires_at", "next_attempt_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -55,6 +55,14 @@ class Checkout(OrchestratorTable, table=True):
     lease_owner: str | None = Field(default=None, max_length=64)
     lease_expires_at: float | None = None  # epoch seconds
     lease_token: int = 0
+
+    # Scheduling: a checkout whose step keeps failing transiently is parked until next_attempt_at,
+    # and fails (compensating) once deadline_at passes. Both epoch seconds.
+    next_attempt_at: float | None = None
+    deadline_at: float | None = None
+    # The pivot: once the confirmation email step starts, the checkout can no longer be cancelled.
+    past_pivot: bool = False
+    cancel_requested: bool = False
 
 
 class Step(OrchestratorTable, table=True):

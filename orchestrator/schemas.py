@@ -85,6 +85,25 @@ class StepPublic(BaseModel):
     compensated_at: datetime | None
 
 
+class Waiting(BaseModel):
+    """Why an unfinished checkout is not finished yet."""
+
+    reason: str = Field(
+        description="In words: in progress, retrying, parked, waiting for a replica, cancelling."
+    )
+    step: Literal["warehouse", "rewards", "email"] | None = Field(description="The step it is at.")
+    attempts: int = Field(description="Attempts of that step so far.")
+    last_error: dict[str, Any] | None = Field(description="The step's last error, if any.")
+    next_attempt_at: datetime | None = Field(description="When a parked checkout resumes.")
+    deadline_at: datetime | None = Field(
+        description="After this, transient failures fail the checkout."
+    )
+    lease_owner: str | None = Field(description="The replica driving it, if any.")
+    lease_expires_at: datetime | None = Field(description="When that replica's lease runs out.")
+    cancel_requested: bool
+    cancellable: bool = Field(description="Whether POST /checkouts/{id}/cancel is still allowed.")
+
+
 class CheckoutPublic(BaseModel):
     """A checkout and every step of its saga."""
 
@@ -97,6 +116,10 @@ class CheckoutPublic(BaseModel):
     points: int = Field(description="Points credited: floor(total) for rewards members, else 0.")
     steps: list[StepPublic]
     error: dict[str, Any] | None = Field(description="Why the checkout failed, when it did.")
+    waiting: Waiting | None = Field(
+        default=None,
+        description="For an unfinished checkout: what it is waiting for (null once terminal).",
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     retry_initial_delay_s: float = Field(default=0.2, ge=0)
     retry_max_delay_s: float = Field(default=10.0, ge=0)
     retry_jitter_s: float = Field(default=0.2, ge=0)
+    # A checkout whose step keeps failing transiently is parked and resumed RESUME_DELAY_S later,
+    # until CHECKOUT_DEADLINE_S after it was placed (or last retried); then it fails and compensates.
+    checkout_deadline_s: float = Field(default=900.0, gt=0)
+    resume_delay_s: float = Field(default=30.0, ge=0)
     # A replica owns a checkout while its lease lasts; a dead replica's checkouts are taken over.
     lease_ttl_s: float = Field(default=30.0, gt=0)
     recovery_interval_s: float = Field(default=2.0, gt=0)

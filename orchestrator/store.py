@@ -1,28 +1,24 @@
-"""Every query of the orchestrator: the checkout journal, leases, and the read side of the API.
+"""The checkout journal: every write of the orchestrator, with leases, parking and cancellation.
 
 Journal writes are fenced: each one first renews the checkout's lease with
 ``UPDATE checkout … WHERE id = ? AND lease_owner = ? AND lease_token = ?`` in the same
 transaction, so a replica that lost its lease (paused, partitioned, presumed dead) has its late
-writes refused instead of overwriting the new owner's progress.
+writes refused instead of overwriting the new owner's progress. The read side is in ``views``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from orchestrator.errors import InvalidCursorError
 from orchestrator.models import Checkout, Step, utcnow
-from orchestrator.schemas import TERMINAL_STATUSES, CheckoutPublic, StepPublic
+from orchestrator.schemas import TERMINAL_STATUSES
 
 UNFINISHED = ("pending", "running")
 
@@ -31,39 +27,16 @@ class LeaseLostError(Exception):
     """Another replica now owns the checkout; this one must stop driving it."""
 
 
-def _loads(raw: str | None) -> Any:
-    return json.loads(raw) if raw else None
+class CancelRequestedError(Exception):
+    """An operator asked to cancel the checkout before its pivot: compensate instead of going on."""
 
 
-def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
-    """The API view of a checkout and its steps."""
-    return CheckoutPublic.model_validate(
-        {
-            "id": checkout.id,
-            "status": checkout.status,
-            "customer": json.loads(checkout.customer),
-            "items": json.loads(checkout.items),
-            "currency": checkout.currency,
-            "total": f"{checkout.total_cents // 100}.{checkout.total_cents % 100:02d}",
-            "points": checkout.points,
-            "steps": [
-                StepPublic(
-                    name=s.name,
-                    status=s.status,
-                    attempts=s.attempts,
-                    started_at=s.started_at,
-                    finished_at=s.finished_at,
-                    http_status=s.http_status,
-                    result=_loads(s.result),
-                    error=_loads(s.error),
-                    compensated_at=s.compensated_at,
-                )
-                for s in sorted(steps, key=lambda s: s.position)
-            ],
-            "error": _loads(checkout.error),
-            "created_at": checkout.created_at,
-            "updated_at": checkout.updated_at,
-        }
+def _due(now: float) -> Any:
+    """Unfinished, with no live lease, and not parked into the future."""
+    return (
+        col(Checkout.status).in_(UNFINISHED)
+        & or_(col(Checkout.lease_expires_at).is_(None), col(Checkout.lease_expires_at) < now)
+        & or_(col(Checkout.next_attempt_at).is_(None), col(Checkout.next_attempt_at) <= now)
     )
 
 
@@ -106,11 +79,6 @@ class Journal:
             steps = await session.execute(select(Step).where(col(Step.checkout_id) == checkout_id))
             return checkout, list(steps.scalars().all())
 
-    async def read_public(self, checkout_id: uuid.UUID) -> CheckoutPublic | None:
-        """The API view of one checkout."""
-        loaded = await self.load(checkout_id)
-        return to_public(*loaded) if loaded else None
-
     async def find_by_key(self, key_hash: str) -> Checkout | None:
         """The checkout first created with this (hashed) Idempotency-Key."""
         async with self.session() as session:
@@ -130,61 +98,21 @@ class Journal:
             )
             await session.commit()
 
-    async def page(
-        self, *, status: str | None, customer_id: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[CheckoutPublic], str | None]:
-        """Checkouts newest first, by keyset on (created_at, id), so no row is skipped or repeated."""
-        query = select(Checkout)
-        if status:
-            query = query.where(col(Checkout.status) == status)
-        if customer_id:
-            query = query.where(col(Checkout.customer_id) == customer_id)
-        if cursor:
-            after_at, after_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    col(Checkout.created_at) < after_at,
-                    and_(col(Checkout.created_at) == after_at, col(Checkout.id) < after_id),
-                )
-            )
-        query = query.order_by(col(Checkout.created_at).desc(), col(Checkout.id).desc()).limit(
-            limit + 1
-        )
-        async with self.session() as session:
-            checkouts = list((await session.execute(query)).scalars().all())
-            more = len(checkouts) > limit
-            checkouts = checkouts[:limit]
-            by_checkout: dict[uuid.UUID, list[Step]] = {c.id: [] for c in checkouts}
-            if checkouts:
-                steps = await session.execute(
-                    select(Step).where(col(Step.checkout_id).in_(by_checkout))
-                )
-                for step in steps.scalars():
-                    by_checkout[step.checkout_id].append(step)
-        items = [to_public(c, by_checkout[c.id]) for c in checkouts]
-        next_cursor = encode_cursor(checkouts[-1].created_at, checkouts[-1].id) if more else None
-        return items, next_cursor
-
     # --- leases ---------------------------------------------------------------------------
 
     async def claim(self, checkout_id: uuid.UUID) -> int | None:
-        """Take an unfinished checkout whose lease has expired; returns the new fencing token."""
+        """Take an unfinished checkout that is due and unleased; returns the new fencing token."""
         now = time.time()
         async with self.session() as session:
             result = await session.execute(
                 update(Checkout)
                 .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.status).in_(UNFINISHED))
-                .where(
-                    or_(
-                        col(Checkout.lease_expires_at).is_(None),
-                        col(Checkout.lease_expires_at) < now,
-                    )
-                )
+                .where(_due(now))
                 .values(
                     lease_owner=self.owner,
                     lease_token=col(Checkout.lease_token) + 1,
                     lease_expires_at=now + self.lease_ttl_s,
+                    next_attempt_at=None,
                 )
                 .returning(col(Checkout.lease_token))
             )
@@ -192,20 +120,13 @@ class Journal:
             await session.commit()
             return token
 
-    async def expired_unfinished(self, limit: int) -> list[uuid.UUID]:
-        """Unfinished checkouts nobody holds a live lease on, oldest lease first."""
-        now = time.time()
+    async def due_unfinished(self, limit: int) -> list[uuid.UUID]:
+        """Unfinished checkouts nobody holds a live lease on and that are not parked."""
         async with self.session() as session:
             result = await session.execute(
                 select(col(Checkout.id))
-                .where(col(Checkout.status).in_(UNFINISHED))
-                .where(
-                    or_(
-                        col(Checkout.lease_expires_at).is_(None),
-                        col(Checkout.lease_expires_at) < now,
-                    )
-                )
-                .order_by(col(Checkout.lease_expires_at))
+                .where(_due(time.time()))
+                .order_by(col(Checkout.next_attempt_at), col(Checkout.lease_expires_at))
                 .limit(limit)
             )
             return list(result.scalars().all())
@@ -222,6 +143,39 @@ class Journal:
             )
             await session.commit()
 
+    # --- operator requests ----------------------------------------------------------------
+
+    async def request_retry(self, checkout_id: uuid.UUID, deadline_s: float) -> bool:
+        """Make an unfinished checkout due now with a fresh deadline; False if it is terminal."""
+        async with self.session() as session:
+            result = await session.execute(
+                update(Checkout)
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.status).in_(UNFINISHED))
+                .values(
+                    next_attempt_at=None, deadline_at=time.time() + deadline_s, updated_at=utcnow()
+                )
+            )
+            await session.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def request_cancel(self, checkout_id: uuid.UUID) -> bool:
+        """Flag an unfinished checkout not past its pivot for cancellation; False if not allowed.
+
+        The condition is on the checkout row itself (``past_pivot``), which the runner sets in the
+        same fenced UPDATE that starts the email step, so the two cannot both win.
+        """
+        async with self.session() as session:
+            result = await session.execute(
+                update(Checkout)
+                .where(col(Checkout.id) == checkout_id)
+                .where(col(Checkout.status).in_(UNFINISHED))
+                .where(col(Checkout.past_pivot).is_(False))
+                .values(cancel_requested=True, next_attempt_at=None, updated_at=utcnow())
+            )
+            await session.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     # --- fenced journal writes ------------------------------------------------------------
 
     async def record(
@@ -231,10 +185,12 @@ class Journal:
         *,
         checkout: dict[str, Any] | None = None,
         step: tuple[str, dict[str, Any]] | None = None,
+        unless_cancelled: bool = False,
     ) -> None:
         """Commit one transition of a checkout and/or one of its steps, renewing the lease.
 
-        Raises ``LeaseLostError`` (and writes nothing) when this replica no longer holds the lease.
+        Raises ``LeaseLostError`` (writing nothing) when this replica no longer holds the lease,
+        and ``CancelRequestedError`` when ``unless_cancelled`` and an operator asked to cancel.
         """
         now = time.time()
         values: dict[str, Any] = {
@@ -243,21 +199,20 @@ class Journal:
         }
         values |= checkout or {}
         if values.get("status") in TERMINAL_STATUSES:
-            values["lease_expires_at"] = None
-            values["lease_owner"] = None
+            values |= {"lease_expires_at": None, "lease_owner": None, "next_attempt_at": None}
         async with self.session() as session:
-            fenced = await session.execute(
+            statement = (
                 update(Checkout)
                 .where(col(Checkout.id) == checkout_id)
                 .where(col(Checkout.lease_owner) == self.owner)
                 .where(col(Checkout.lease_token) == token)
-                .values(**values)
             )
+            if unless_cancelled:
+                statement = statement.where(col(Checkout.cancel_requested).is_(False))
+            fenced = await session.execute(statement.values(**values))
             if fenced.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
-                raise LeaseLostError(
-                    f"checkout {checkout_id}: lease {token} is no longer held by {self.owner}"
-                )
+                await self._refusal(checkout_id, token, unless_cancelled)
             if step is not None:
                 name, step_values = step
                 await session.execute(
@@ -268,28 +223,29 @@ class Journal:
                 )
             await session.commit()
 
+    async def _refusal(self, checkout_id: uuid.UUID, token: int, unless_cancelled: bool) -> None:
+        """Raise why a fenced write matched no row."""
+        loaded = await self.load(checkout_id)
+        holds = (
+            loaded is not None
+            and loaded[0].lease_owner == self.owner
+            and loaded[0].lease_token == token
+        )
+        if holds and unless_cancelled:
+            raise CancelRequestedError(f"checkout {checkout_id}: cancellation requested")
+        raise LeaseLostError(
+            f"checkout {checkout_id}: lease {token} is no longer held by {self.owner}"
+        )
 
-def encode_cursor(created_at: datetime, checkout_id: uuid.UUID) -> str:
-    """An opaque cursor naming the last row of a page."""
-    raw = json.dumps([created_at.isoformat(), str(checkout_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The (created_at, id) a cursor names; ``InvalidCursorError`` if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, checkout_id = json.loads(raw)
-        parsed = datetime.fromisoformat(created_at)
-        if parsed.tzinfo is None:
-            raise ValueError("naive")
-        return parsed, uuid.UUID(checkout_id)
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise InvalidCursorError() from None
+    async def park(self, checkout_id: uuid.UUID, token: int, *, until: float) -> None:
+        """Stop driving a checkout until ``until`` and give up its lease (a transient outage)."""
+        await self.record(
+            checkout_id,
+            token,
+            checkout={"next_attempt_at": until, "lease_owner": None, "lease_expires_at": None},
+        )
 
 
 def is_duplicate_key(exc: IntegrityError) -> bool:
     """Whether an insert failed on the idempotency key's unique index."""
-    return "idempotency_key_hash" in str(exc.orig) or "ix_checkout_idempotency_key_hash" in str(
-        exc.orig
-    )
+    return "idempotency_key_hash" in str(exc.orig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -32,6 +33,23 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@contextmanager
+def read_only(session: Session) -> Iterator[None]:
+    """End a read's transaction inside the route, not at the session's teardown.
+
+    Teardown runs after the response is serialised, which for a sync route needs a worker
+    thread; meanwhile the open transaction keeps its pooled connection (and, on SQLite, the
+    write lock every transaction takes). Under load, requests waiting for that lock or
+    connection can hold every worker thread, and nothing moves until their timeouts expire.
+    """
+    try:
+        yield
+    finally:
+        session.rollback()
+
+
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
 ]
@@ -115,7 +133,8 @@ def release_reservation(
 )
 def read_reservation(reservation_id: str, session: SessionDep) -> ReservationPublic:
     """One reservation with its lines and status."""
-    return store.read_reservation(session, reservation_id=_reservation_id(reservation_id))
+    with read_only(session):
+        return store.read_reservation(session, reservation_id=_reservation_id(reservation_id))
 
 
 @router.get(
@@ -130,7 +149,8 @@ def list_reservations(
     checkout_id: Annotated[str, Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)],
 ) -> ReservationPage:
     """The reservation held for a checkout (an empty list if it has none)."""
-    found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
+    with read_only(session):
+        found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
     return ReservationPage(items=[found] if found else [])
 
 
@@ -143,7 +163,8 @@ def list_reservations(
 )
 def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
     """On-hand, reserved and available units of a sku (404 if it was never stocked)."""
-    return store.read_inventory(session, sku=sku)
+    with read_only(session):
+        return store.read_inventory(session, sku=sku)
 
 
 @router.put(

@@ -5,28 +5,35 @@ Every transition is committed to the journal before the next call is made: a ste
 point a crash interrupts, the journal says what to do next, and repeating a call is safe because
 each carries an Idempotency-Key derived from checkout, step and action.
 
-Forward: steps run in the checkout's order; non-members' rewards step is ``skipped``.
-Failure: when a compensatable step is refused (4xx) or exhausts its retries, the checkout's
-``error`` is recorded first (so a restart resumes compensating, never going forward again), then
-completed steps are compensated in reverse order, each retried until it succeeds; a step whose
-outcome is unknown (its call may have been applied) is first settled by reading the service.
+Forward: steps run in the checkout's order; non-members' rewards step is ``skipped``. A
+compensatable step that keeps failing transiently is retried under the step policy, then the
+checkout is *parked* (lease given up, resumed ``RESUME_DELAY_S`` later by any replica) until
+its deadline; the email step, past the pivot, is retried until it succeeds.
+Failure: a refusal (4xx), a deadline passed, or an operator's cancel records the checkout's
+``error`` first (so a restart resumes compensating, never going forward again), then completed
+steps are compensated in reverse order, each retried until it succeeds; a step whose outcome is
+unknown (its call may have been applied) is first settled by reading the service.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
 from orchestrator.models import Checkout, Step, utcnow
 from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
-from orchestrator.saga.steps import SagaContext, SagaStep, StepKind
-from orchestrator.store import Journal
+from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.store import CancelRequestedError, Journal
 
 log = logging.getLogger("orchestrator.saga")
+
+FORWARD_DONE, FORWARD_FAILED, FORWARD_PARKED = "done", "failed", "parked"
 
 
 def context_of(checkout: Checkout) -> SagaContext:
@@ -50,14 +57,17 @@ class SagaRunner:
         steps: dict[str, SagaStep],
         policy: RetryPolicy,
         crash_points: CrashPoints | None = None,
+        *,
+        resume_delay_s: float = 30.0,
     ) -> None:
         self.journal = journal
         self.steps = steps
         self.policy = policy
         self.crash = crash_points or CrashPoints()
+        self.resume_delay_s = resume_delay_s
 
     async def drive(self, checkout_id: uuid.UUID, token: int) -> None:
-        """Take the checkout from wherever its journal stands to completed or failed."""
+        """Take the checkout from wherever its journal stands to completed, failed or parked."""
         loaded = await self.journal.load(checkout_id)
         if loaded is None:
             return
@@ -69,18 +79,27 @@ class SagaRunner:
         order = [row.name for row in sorted(rows, key=lambda r: r.position)]
         if checkout.status == "pending":
             await self.journal.record(checkout_id, token, checkout={"status": "running"})
-        if checkout.error is None and await self._forward(ctx, order, by_name, token):
-            await self.journal.record(checkout_id, token, checkout={"status": "completed"})
-            log.info("checkout %s completed", checkout_id)
-            return
+        if checkout.error is None:
+            outcome = await self._forward(ctx, order, by_name, token, checkout.deadline_at)
+            if outcome == FORWARD_PARKED:
+                return
+            if outcome == FORWARD_DONE:
+                await self.journal.record(checkout_id, token, checkout={"status": "completed"})
+                log.info("checkout %s completed", checkout_id)
+                return
         await self._compensate(ctx, order, by_name, token)
         await self.journal.record(checkout_id, token, checkout={"status": "failed"})
         log.info("checkout %s failed and was compensated", checkout_id)
 
     async def _forward(
-        self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
-    ) -> bool:
-        """Run the steps not yet done; False once one fails for good (its error is recorded)."""
+        self,
+        ctx: SagaContext,
+        order: list[str],
+        rows: dict[str, Step],
+        token: int,
+        deadline_at: float | None,
+    ) -> str:
+        """Run the steps not yet done: done, failed (its error recorded) or parked."""
         checkout_id = uuid.UUID(ctx.checkout_id)
         for name in order:
             row = rows[name]
@@ -88,94 +107,144 @@ class SagaRunner:
                 continue
             step = self.steps[name]
             if not step.applies(ctx):
-                now = utcnow()
                 await self.journal.record(
-                    checkout_id, token, step=(name, {"status": "skipped", "finished_at": now})
+                    checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()})
                 )
                 row.status = "skipped"
                 continue
-            policy = self.policy.forever() if step.kind is StepKind.RETRIABLE else self.policy
+            retriable = step.kind is StepKind.RETRIABLE
             try:
-                await self._attempt(step, ctx, row, token, policy, step.execute, done="succeeded")
+                await self._attempt(
+                    step, ctx, row, token, self.policy.forever() if retriable else self.policy
+                )
+            except CancelRequestedError:
+                await self._fail(
+                    checkout_id,
+                    token,
+                    None,
+                    {"kind": "cancelled", "detail": "Cancelled by an operator."},
+                )
+                return FORWARD_FAILED
+            except StepTransientError as exc:
+                if deadline_at is None or time.time() < deadline_at:
+                    until = time.time() + self.resume_delay_s
+                    await self.journal.park(checkout_id, token, until=until)
+                    log.warning(
+                        "checkout %s parked: step %s keeps failing (%s)",
+                        checkout_id,
+                        name,
+                        exc.detail,
+                    )
+                    return FORWARD_PARKED
+                await self._fail(
+                    checkout_id,
+                    token,
+                    row,
+                    {"step": name, "deadline_passed": True, **exc.as_json()},
+                    exc,
+                )
+                return FORWARD_FAILED
             except StepError as exc:
-                failure = {"step": name, **exc.as_json()}
-                row.status, row.error = "failed", json.dumps(exc.as_json())
+                await self._fail(checkout_id, token, row, {"step": name, **exc.as_json()}, exc)
+                return FORWARD_FAILED
+        return FORWARD_DONE
+
+    async def _fail(
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        row: Step | None,
+        failure: dict[str, Any],
+        exc: StepError | None = None,
+    ) -> None:
+        """Record why the checkout fails (and the failing step's state) in one transition."""
+        step = None
+        if row is not None and exc is not None:
+            row.status, row.error = "failed", json.dumps(exc.as_json())
+            step = (
+                row.name,
+                {
+                    "status": "failed",
+                    "error": row.error,
+                    "http_status": exc.http_status,
+                    "finished_at": utcnow(),
+                },
+            )
+        await self.journal.record(
+            checkout_id, token, checkout={"error": json.dumps(failure)}, step=step
+        )
+        log.info("checkout %s fails: %s", checkout_id, failure.get("detail"))
+
+    async def _attempt(
+        self, step: SagaStep, ctx: SagaContext, row: Step, token: int, policy: RetryPolicy
+    ) -> None:
+        """Call the step forward under ``policy``, journaling every attempt before and after it."""
+        checkout_id = uuid.UUID(ctx.checkout_id)
+        async for attempt in policy.attempts():
+            with attempt:
+                row.attempts += 1
+                values: dict[str, Any] = {"status": "running", "attempts": row.attempts}
+                if row.started_at is None:
+                    row.started_at = values["started_at"] = utcnow()
+                # Starting the first step that cannot be undone passes the pivot: from then on the
+                # checkout can no longer be cancelled. Checked against a pending cancel atomically.
+                pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else None
                 await self.journal.record(
                     checkout_id,
                     token,
-                    checkout={"error": json.dumps(failure)},
+                    checkout=pivot,
+                    step=(step.name, values),
+                    unless_cancelled=True,
+                )
+                result = await self._call(step, ctx, row, token, "call", step.execute)
+                row.status, row.result = "succeeded", json.dumps(result[1])
+                await self.journal.record(
+                    checkout_id,
+                    token,
                     step=(
-                        name,
+                        step.name,
                         {
-                            "status": "failed",
-                            "error": row.error,
-                            "http_status": exc.http_status,
+                            "status": "succeeded",
+                            "result": row.result,
+                            "http_status": result[0],
+                            "error": None,
                             "finished_at": utcnow(),
                         },
                     ),
                 )
-                log.info("checkout %s: step %s failed for good: %s", checkout_id, name, exc.detail)
-                return False
-        return True
+                return
 
-    async def _attempt(
+    async def _call(
         self,
         step: SagaStep,
         ctx: SagaContext,
         row: Step,
         token: int,
-        policy: RetryPolicy,
-        call: Any,
-        *,
-        done: str,
-    ) -> None:
-        """Call ``call`` under ``policy``, journaling every attempt before and after."""
-        checkout_id = uuid.UUID(ctx.checkout_id)
-        forward = done == "succeeded"
-        async for attempt in policy.attempts():
-            with attempt:
-                values: dict[str, Any] = {}
-                if forward:
-                    row.attempts += 1
-                    values = {"status": "running", "attempts": row.attempts}
-                    if row.started_at is None:
-                        row.started_at = utcnow()
-                        values["started_at"] = row.started_at
-                    await self.journal.record(checkout_id, token, step=(step.name, values))
-                phase = "call" if forward else "compensate"
-                self.crash.reach(f"{step.name}:before_{phase}")
-                try:
-                    if forward:
-                        http_status, result = await call(ctx)
-                    else:
-                        http_status, result = await call(ctx, json.loads(row.result or "{}"))
-                except StepTransientError as exc:
-                    log.warning(
-                        "checkout %s: step %s attempt %s: %s",
-                        checkout_id,
-                        step.name,
-                        row.attempts,
-                        exc.detail,
-                    )
-                    await self.journal.record(
-                        checkout_id,
-                        token,
-                        step=(
-                            step.name,
-                            {"error": json.dumps(exc.as_json()), "http_status": exc.http_status},
-                        ),
-                    )
-                    raise
-                self.crash.reach(f"{step.name}:after_{phase}")
-                row.status, row.result = done, json.dumps(result)
-                values = {"status": done, "result": row.result, "http_status": http_status}
-                if forward:
-                    values |= {"error": None, "finished_at": utcnow()}
-                else:
-                    # The forward error stays: it says why this step had to be undone.
-                    values["compensated_at"] = utcnow()
-                await self.journal.record(checkout_id, token, step=(step.name, values))
-                return
+        phase: str,
+        call: Callable[[SagaContext], Awaitable[Outcome]],
+    ) -> Outcome:
+        """One call to a service; a transient error is journaled on the step, then re-raised."""
+        self.crash.reach(f"{step.name}:before_{phase}")
+        try:
+            outcome = await call(ctx)
+        except StepTransientError as exc:
+            log.warning(
+                "checkout %s: step %s %s (attempt %s): %s",
+                ctx.checkout_id,
+                step.name,
+                phase,
+                row.attempts,
+                exc.detail,
+            )
+            error = exc.as_json() if phase == "call" else {"compensation": exc.as_json()}
+            await self.journal.record(
+                uuid.UUID(ctx.checkout_id),
+                token,
+                step=(step.name, {"error": json.dumps(error), "http_status": exc.http_status}),
+            )
+            raise
+        self.crash.reach(f"{step.name}:after_{phase}")
+        return outcome
 
     async def _compensate(
         self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
@@ -203,26 +272,48 @@ class SagaRunner:
                 await self.journal.record(checkout_id, token, step=(name, {"result": row.result}))
             elif row.status != "succeeded":
                 continue
-            try:
-                await self._attempt(
-                    step,
-                    ctx,
-                    row,
-                    token,
-                    self.policy.forever(),
-                    step.compensate,
-                    done="compensated",
-                )
-            except StepRefusedError as exc:
-                # A compensation the service refuses cannot succeed by retrying; record it for an operator.
-                log.error(
-                    "checkout %s: compensation of %s refused: %s", checkout_id, name, exc.detail
-                )
-                await self.journal.record(
-                    checkout_id,
-                    token,
-                    step=(name, {"error": json.dumps({"compensation": exc.as_json()})}),
-                )
+            await self._undo(step, ctx, row, token)
+
+    async def _undo(self, step: SagaStep, ctx: SagaContext, row: Step, token: int) -> None:
+        """Compensate one step, retrying until the service accepts it."""
+        checkout_id = uuid.UUID(ctx.checkout_id)
+        result = json.loads(row.result or "{}")
+
+        async def compensate(context: SagaContext) -> Outcome:
+            return await step.compensate(context, result)
+
+        try:
+            async for attempt in self.policy.forever().attempts():
+                with attempt:
+                    http_status, undone = await self._call(
+                        step, ctx, row, token, "compensate", compensate
+                    )
+        except StepRefusedError as exc:
+            # A compensation the service refuses cannot succeed by retrying; record it for an operator.
+            log.error(
+                "checkout %s: compensation of %s refused: %s", checkout_id, step.name, exc.detail
+            )
+            await self.journal.record(
+                checkout_id,
+                token,
+                step=(step.name, {"error": json.dumps({"compensation": exc.as_json()})}),
+            )
+            return
+        row.status, row.result = "compensated", json.dumps(undone)
+        # The step's forward error (if any) stays: it says why this step had to be undone.
+        await self.journal.record(
+            checkout_id,
+            token,
+            step=(
+                step.name,
+                {
+                    "status": "compensated",
+                    "result": row.result,
+                    "http_status": http_status,
+                    "compensated_at": utcnow(),
+                },
+            ),
+        )
 
     @staticmethod
     def _maybe_applied(row: Step) -> bool:

@@ -74,7 +74,7 @@ class Supervisor:
     async def recover_once(self) -> int:
         """Claim unfinished checkouts whose lease expired and drive them; returns how many."""
         claimed = 0
-        for checkout_id in await self.journal.expired_unfinished(RECOVERY_BATCH):
+        for checkout_id in await self.journal.due_unfinished(RECOVERY_BATCH):
             if not self.accepting or checkout_id in self._in_flight:
                 continue
             token = await self.journal.claim(checkout_id)

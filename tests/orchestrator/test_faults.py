@@ -81,9 +81,14 @@ async def test_429_waits_as_long_as_retry_after_says(database_url: Any) -> None:
         assert step(checkout, "rewards")["attempts"] == 2
 
 
-async def test_a_service_down_for_good_fails_the_checkout_and_settles(database_url: Any) -> None:
-    """Rewards down past the last attempt: the checkout fails and the reservation is released."""
-    async with faulty_suite(database_url, step_max_attempts=3) as (suite, faults):
+async def test_a_service_down_past_the_deadline_fails_the_checkout_and_settles(
+    database_url: Any,
+) -> None:
+    """Rewards down past the checkout's deadline: it fails, the lost credit is found and reversed."""
+    async with faulty_suite(database_url, step_max_attempts=3, checkout_deadline_s=0.001) as (
+        suite,
+        faults,
+    ):
         faults["rewards"].add("POST", "/accounts/*/transactions", "lose_answer", times=3)
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 
@@ -91,6 +96,7 @@ async def test_a_service_down_for_good_fails_the_checkout_and_settles(database_u
         rewards = step(checkout, "rewards")
         assert rewards["attempts"] == 3
         assert rewards["error"]["retryable"] is True
+        assert checkout["error"]["deadline_passed"] is True
         # The lost answers were applied once (same key): the settle finds the credit and reverses it.
         assert rewards["status"] == "compensated"
         assert await suite.balance("c-42") == 0
@@ -101,7 +107,10 @@ async def test_a_service_down_for_good_fails_the_checkout_and_settles(database_u
 
 async def test_unreachable_step_with_nothing_applied_is_just_failed(database_url: Any) -> None:
     """A step that never reached its service settles to 'nothing happened' and stays failed."""
-    async with faulty_suite(database_url, step_max_attempts=2) as (suite, faults):
+    async with faulty_suite(database_url, step_max_attempts=2, checkout_deadline_s=0.001) as (
+        suite,
+        faults,
+    ):
         faults["warehouse"].add("POST", "/reservations", "refuse", times=2)
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 

@@ -1,0 +1,364 @@
+"""In-memory warehouse, rewards and email for saga runner tests, and steps over them.
+
+The fakes keep the services' idempotency contract: a mutating call's first answer is stored
+under its Idempotency-Key and replayed to every repeat, and each effect exists once per natural
+key (one reservation, one credit, one message per template per checkout; one release per
+reservation, one reversal per credit). A refusal is never stored: it changed nothing, and a
+repeat of a key already applied is answered with the stored answer instead.
+
+Every call first takes the next fault of a ``FaultPlan`` for its (service, action); calls past the
+end of the plan succeed, so the steps and compensations the runner retries forever do end.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from orchestrator.clients import StepRefusedError, StepTransientError
+from orchestrator.saga.crashpoints import CrashPoints
+from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+
+SERVICES = ("warehouse", "rewards", "email")
+ACTIONS = ("execute", "settle", "compensate")
+
+
+class Crash(BaseException):
+    """The orchestrator process dies here; a BaseException, so no handler in the runner sees it."""
+
+
+class Fault(enum.StrEnum):
+    OK = "ok"
+    TRANSIENT = "transient"  # fails before reaching the service: nothing applied
+    LOST = "lost"  # applied, then the answer is lost (ambiguous)
+    REFUSE = "refuse"  # a business refusal (4xx); forward calls of warehouse and rewards only
+    CRASH_BEFORE = "crash_before"  # the orchestrator dies before the service applies the call
+    CRASH_AFTER = "crash_after"  # the orchestrator dies after the service applied the call
+
+
+class FaultPlan:
+    """Faults to inject per (service, action), one per call; calls beyond the list succeed."""
+
+    def __init__(self, faults: dict[tuple[str, str], Iterable[Fault]] | None = None) -> None:
+        self.queues = {key: list(queue) for key, queue in (faults or {}).items()}
+        self.taken: list[tuple[str, str, Fault]] = []
+
+    def next(self, service: str, action: str) -> Fault:
+        queue = self.queues.get((service, action))
+        fault = queue.pop(0) if queue else Fault.OK
+        self.taken.append((service, action, fault))
+        return fault
+
+
+class CrashAt(CrashPoints):
+    """The runner's crash points, raising ``Crash`` (each once, across replicas) instead of SIGKILL."""
+
+    def __init__(self, points: Iterable[str] = ()) -> None:
+        super().__init__(",".join(points))
+        self.left = set(self.armed)
+        self.reached: list[str] = []
+
+    def reach(self, point: str) -> None:
+        self.reached.append(point)
+        if point in self.left:
+            self.left.discard(point)
+            raise Crash(point)
+
+
+@dataclass
+class FakeServices:
+    """The three services' state, in memory, with the plan of faults their calls suffer."""
+
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    reservations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    emails: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[tuple[str, str], Outcome] = field(
+        default_factory=dict
+    )  # (service, key) → first answer
+    effects: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (effect, natural key), as applied
+    keys: dict[tuple[str, str], set[str]] = field(
+        default_factory=dict
+    )  # (effect, natural key) → keys
+    calls: int = 0
+    _ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    def state(self) -> Any:
+        """Everything the services hold, for comparing before and after."""
+        return copy.deepcopy(
+            (self.reservations, self.transactions, self.emails, self.answers, self.effects)
+        )
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    async def _mutate(
+        self,
+        service: str,
+        action: str,
+        *,
+        key: str,
+        effect: tuple[str, str],
+        apply: Callable[[], Outcome],
+    ) -> Outcome:
+        await anyio.lowlevel.checkpoint()
+        self.calls += 1
+        self.keys.setdefault(effect, set()).add(key)
+        fault = self.plan.next(service, action)
+        if fault is Fault.CRASH_BEFORE:
+            raise Crash(f"{service} {action} {key}: before the call")
+        if fault is Fault.TRANSIENT:
+            raise StepTransientError(f"{service} {action}: connection refused (injected)")
+        stored = self.answers.get((service, key))
+        if stored is None:
+            if fault is Fault.REFUSE:
+                raise StepRefusedError(f"{service} {action}: refused (injected)", http_status=409)
+            stored = self.answers[(service, key)] = copy.deepcopy(apply())
+        if fault is Fault.CRASH_AFTER:
+            raise Crash(f"{service} {action} {key}: after the service applied it")
+        if fault is Fault.LOST:
+            raise StepTransientError(
+                f"{service} {action}: answer lost (injected)", http_status=None, ambiguous=True
+            )
+        return copy.deepcopy(stored)
+
+    async def _read(self, service: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.calls += 1
+        fault = self.plan.next(service, "settle")
+        if fault in (Fault.CRASH_BEFORE, Fault.CRASH_AFTER):
+            raise Crash(f"{service} settle")
+        if fault is not Fault.OK:
+            raise StepTransientError(f"{service} settle: read timeout (injected)", ambiguous=True)
+
+    def _applied(self, effect: str, natural: str) -> None:
+        self.effects.append((effect, natural))
+
+    # --- warehouse ------------------------------------------------------------------------
+
+    def reservations_of(self, checkout_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.reservations.values() if r["checkout_id"] == checkout_id]
+
+    async def reserve(self, *, checkout_id: str, key: str) -> Outcome:
+        def apply() -> Outcome:
+            existing = self.reservations_of(checkout_id)
+            if existing:
+                return 200, dict(existing[0])
+            reservation = {"id": self._new_id("res"), "checkout_id": checkout_id}
+            reservation["status"] = "reserved"
+            self.reservations[reservation["id"]] = reservation
+            self._applied("reserve", checkout_id)
+            return 201, dict(reservation)
+
+        return await self._mutate(
+            "warehouse", "execute", key=key, effect=("reserve", checkout_id), apply=apply
+        )
+
+    async def find_reservation(self, *, checkout_id: str) -> dict[str, Any] | None:
+        await self._read("warehouse")
+        found = self.reservations_of(checkout_id)
+        return dict(found[0]) if found else None
+
+    async def release(self, *, reservation_id: str, key: str) -> Outcome:
+        def apply() -> Outcome:
+            reservation = self.reservations.get(reservation_id)
+            if reservation is None:
+                raise StepRefusedError(f"no reservation {reservation_id}", http_status=404)
+            if reservation["status"] == "reserved":
+                reservation["status"] = "released"
+                self._applied("release", reservation_id)
+            return 200, dict(reservation)
+
+        return await self._mutate(
+            "warehouse", "compensate", key=key, effect=("release", reservation_id), apply=apply
+        )
+
+    # --- rewards --------------------------------------------------------------------------
+
+    def transactions_of(self, checkout_id: str, kind: str) -> list[dict[str, Any]]:
+        return [
+            t
+            for t in self.transactions.values()
+            if t["checkout_id"] == checkout_id and t["kind"] == kind
+        ]
+
+    async def credit(self, *, checkout_id: str, points: int, key: str) -> Outcome:
+        def apply() -> Outcome:
+            existing = self.transactions_of(checkout_id, "credit")
+            if existing:
+                if existing[0]["points"] != points:
+                    raise StepRefusedError("credited with other points", http_status=409)
+                return 200, dict(existing[0])
+            credit = {"id": self._new_id("tx"), "checkout_id": checkout_id, "points": points}
+            credit |= {"kind": "credit", "reverses_id": None}
+            self.transactions[credit["id"]] = credit
+            self._applied("credit", checkout_id)
+            return 201, dict(credit)
+
+        return await self._mutate(
+            "rewards", "execute", key=key, effect=("credit", checkout_id), apply=apply
+        )
+
+    async def find_credit(self, *, checkout_id: str) -> dict[str, Any] | None:
+        await self._read("rewards")
+        found = self.transactions_of(checkout_id, "credit")
+        return dict(found[0]) if found else None
+
+    async def reverse(self, *, transaction_id: str, key: str) -> Outcome:
+        def apply() -> Outcome:
+            credit = self.transactions.get(transaction_id)
+            if credit is None or credit["kind"] != "credit":
+                raise StepRefusedError(f"no credit {transaction_id}", http_status=404)
+            for row in self.transactions.values():
+                if row["reverses_id"] == transaction_id:
+                    return 200, dict(row)
+            reversal = {"id": self._new_id("tx"), "checkout_id": credit["checkout_id"]}
+            reversal |= {"kind": "reversal", "points": -credit["points"]}
+            reversal["reverses_id"] = transaction_id
+            self.transactions[reversal["id"]] = reversal
+            self._applied("reverse", transaction_id)
+            return 201, dict(reversal)
+
+        return await self._mutate(
+            "rewards", "compensate", key=key, effect=("reverse", transaction_id), apply=apply
+        )
+
+    # --- email ----------------------------------------------------------------------------
+
+    def emails_of(self, checkout_id: str, template: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for m in self.emails.values()
+            if m["checkout_id"] == checkout_id and m["template"] == template
+        ]
+
+    async def send_email(self, *, checkout_id: str, template: str, key: str) -> Outcome:
+        def apply() -> Outcome:
+            existing = self.emails_of(checkout_id, template)
+            if existing:
+                return 200, dict(existing[0])
+            message = {"id": self._new_id("msg"), "checkout_id": checkout_id}
+            message |= {"template": template, "status": "queued"}
+            self.emails[message["id"]] = message
+            self._applied(f"email:{template}", checkout_id)
+            return 201, dict(message)
+
+        action = "execute" if template == "order_confirmation" else "compensate"
+        effect = (f"email:{template}", checkout_id)
+        return await self._mutate("email", action, key=key, effect=effect, apply=apply)
+
+    async def find_email(self, *, checkout_id: str, template: str) -> dict[str, Any] | None:
+        await self._read("email")
+        found = self.emails_of(checkout_id, template)
+        return dict(found[0]) if found else None
+
+
+class FakeWarehouseStep:
+    """The warehouse step over the fakes: reserve, settle by checkout, release."""
+
+    name = "warehouse"
+    kind = StepKind.COMPENSATABLE
+
+    def __init__(self, services: FakeServices) -> None:
+        self.services = services
+
+    def applies(self, _ctx: SagaContext) -> bool:
+        return True
+
+    async def execute(self, ctx: SagaContext) -> Outcome:
+        status, reservation = await self.services.reserve(
+            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "reserve")
+        )
+        return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
+
+    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
+        found = await self.services.find_reservation(checkout_id=ctx.checkout_id)
+        return {"reservation_id": found["id"], "status": found["status"]} if found else None
+
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
+        status, reservation = await self.services.release(
+            reservation_id=result["reservation_id"], key=ctx.key(self.name, "release")
+        )
+        return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
+
+
+class FakeRewardsStep:
+    """The rewards step over the fakes: credit members only, settle by checkout, reverse."""
+
+    name = "rewards"
+    kind = StepKind.COMPENSATABLE
+
+    def __init__(self, services: FakeServices) -> None:
+        self.services = services
+
+    def applies(self, ctx: SagaContext) -> bool:
+        return bool(ctx.customer.get("rewards_member"))
+
+    async def execute(self, ctx: SagaContext) -> Outcome:
+        status, credit = await self.services.credit(
+            checkout_id=ctx.checkout_id, points=ctx.points, key=ctx.key(self.name, "credit")
+        )
+        return status, {"transaction_id": credit["id"], "points": credit["points"]}
+
+    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
+        found = await self.services.find_credit(checkout_id=ctx.checkout_id)
+        return {"transaction_id": found["id"], "points": found["points"]} if found else None
+
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
+        status, reversal = await self.services.reverse(
+            transaction_id=result["transaction_id"], key=ctx.key(self.name, "reverse")
+        )
+        return status, {"transaction_id": result["transaction_id"], "reversal_id": reversal["id"]}
+
+
+class FakeEmailStep:
+    """The email step over the fakes: confirm (retried forever), settle, send the cancellation."""
+
+    name = "email"
+    kind = StepKind.RETRIABLE
+
+    def __init__(self, services: FakeServices) -> None:
+        self.services = services
+
+    def applies(self, _ctx: SagaContext) -> bool:
+        return True
+
+    async def execute(self, ctx: SagaContext) -> Outcome:
+        status, message = await self.services.send_email(
+            checkout_id=ctx.checkout_id,
+            template="order_confirmation",
+            key=ctx.key(self.name, "confirmation"),
+        )
+        return status, {"email_id": message["id"], "status": message["status"]}
+
+    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
+        found = await self.services.find_email(
+            checkout_id=ctx.checkout_id, template="order_confirmation"
+        )
+        return {"email_id": found["id"], "status": found["status"]} if found else None
+
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
+        status, message = await self.services.send_email(
+            checkout_id=ctx.checkout_id,
+            template="order_cancelled",
+            key=ctx.key(self.name, "cancellation"),
+        )
+        return status, {"email_id": result["email_id"], "cancellation_email_id": message["id"]}
+
+
+def fake_steps(services: FakeServices) -> dict[str, SagaStep]:
+    """The three steps over ``services``, by name."""
+    steps: list[SagaStep] = [
+        FakeWarehouseStep(services),
+        FakeRewardsStep(services),
+        FakeEmailStep(services),
+    ]
+    return {step.name: step for step in steps}
