@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -37,8 +37,9 @@ class Checkout(OrchestratorTable, table=True):
     customer: str  # JSON of the customer as posted
     items: str  # JSON of the lines, prices as decimal strings
     currency: str = Field(max_length=3)
-    total_cents: int
-    points: int
+    # 64-bit: the largest order is 100 lines × 1000 × 1,000,000.00.
+    total_cents: int = Field(sa_type=BigInteger)
+    points: int = Field(sa_type=BigInteger)
     step_order: str = Field(max_length=64)
     error: str | None = None  # JSON: why the checkout failed
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

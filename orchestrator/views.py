@@ -74,7 +74,8 @@ def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
             "items": json.loads(checkout.items),
             "currency": checkout.currency,
             "total": f"{checkout.total_cents // 100}.{checkout.total_cents % 100:02d}",
-            "points": checkout.points,
+            # A failed checkout credits nothing in the end (any credit was reversed).
+            "points": 0 if checkout.status == "failed" else checkout.points,
             "steps": [
                 StepPublic(
                     name=s.name,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -33,7 +33,8 @@ class Account(RewardsTable, table=True):
     __table_args__ = (CheckConstraint("balance >= 0", name="ck_account_balance_not_negative"),)
 
     customer_id: str = Field(primary_key=True, max_length=200)
-    balance: int = Field(default=0)
+    # 64-bit: one checkout may earn up to 10^11 points (100 lines × 1000 × 1,000,000).
+    balance: int = Field(default=0, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -57,7 +58,7 @@ class PointTransaction(RewardsTable, table=True):
     customer_id: str = Field(max_length=200, foreign_key="account.customer_id", index=True)
     checkout_id: str = Field(max_length=64, index=True)
     kind: str = Field(max_length=16)
-    points: int
+    points: int = Field(sa_type=BigInteger)
     reverses_id: uuid.UUID | None = Field(
         default=None, foreign_key="point_transaction.id", unique=True
     )

@@ -25,7 +25,7 @@ class TransactionCreate(BaseModel):
     checkout_id: str = Field(
         strict=True, min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS
     )
-    points: int = Field(strict=True, ge=0, le=1_000_000_000, examples=[39])
+    points: int = Field(strict=True, ge=0, le=10**12, examples=[39])
 
 
 class TransactionPublic(BaseModel):

@@ -182,3 +182,18 @@ async def test_reservation_is_released_when_a_later_step_is_refused(database_url
         assert (await suite.inventory("SKU-001"))["reserved"] == 0
         assert await suite.balance("c-42") is None
         assert await suite.emails("ada@example.com") == []
+
+
+async def test_the_largest_order_allowed_completes(suite: Suite) -> None:
+    """100 lines of 1000 units at 1,000,000.00 completes: totals and points fit in 64 bits."""
+    items = [{"sku": f"BIG-{n:03d}", "quantity": 1000, "unit_price": "1000000"} for n in range(100)]
+    for item in items:
+        await suite.stock(item["sku"], 1000)
+    response = await suite.orchestrator.post("/checkouts", json=checkout_body(items=items))
+
+    checkout = response.json()
+    assert response.status_code == 201, checkout
+    assert checkout["status"] == "completed", checkout
+    assert checkout["total"] == "100000000000.00"
+    assert checkout["points"] == 100_000_000_000
+    assert await suite.balance("c-42") == 100_000_000_000

@@ -48,6 +48,11 @@ INVALID_RESERVATIONS: dict[str, tuple[Any, list[list[str | int]]]] = {
         _reservation(items=[{"sku": "", "quantity": 1}]),
         [["body", "items", 0, "sku"]],
     ),
+    "sku-control-character": (
+        _reservation(items=[{"sku": "SKU-\x00A", "quantity": 1}]),
+        [["body", "items", 0, "sku"]],
+    ),
+    "checkout-id-control-character": (_reservation(checkout_id="c-\n1"), [["body", "checkout_id"]]),
     "missing-items": ({"checkout_id": "c-1"}, [["body", "items"]]),
     "empty-items": (_reservation(items=[]), [["body", "items"]]),
     "too-many-items": (_reservation(items=[dict(GOOD_LINE)] * 101), [["body", "items"]]),
@@ -111,8 +116,17 @@ async def test_invalid_reservation_names_every_field(
         ("SKU-A", {}, [["body", "on_hand"]]),
         ("SKU-A", {"on_hand": 5, "reserved": 0}, [["body", "reserved"]]),
         ("S" * 65, {"on_hand": 5}, [["path", "sku"]]),
+        ("SKU%01A", {"on_hand": 5}, [["path", "sku"]]),
     ],
-    ids=["negative", "too-large", "not-a-number", "missing", "extra-field", "sku-too-long"],
+    ids=[
+        "negative",
+        "too-large",
+        "not-a-number",
+        "missing",
+        "extra-field",
+        "sku-too-long",
+        "sku-control-character",
+    ],
 )
 async def test_invalid_inventory_update_is_422(
     stocked: httpx.AsyncClient, sku: str, body: dict[str, Any], locs: list[list[str]]

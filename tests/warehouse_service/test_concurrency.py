@@ -223,3 +223,13 @@ async def test_concurrent_twins_of_one_checkout_reserve_once(warehouse: httpx.As
     ]
     assert len({r.json()["id"] for r in responses}) == 1
     assert await levels(warehouse, "SKU-T") == (10, 2, 8)
+
+
+async def test_concurrent_first_stocking_of_a_sku(warehouse: httpx.AsyncClient) -> None:
+    """Simultaneous PUTs stocking a new sku all succeed: one creates it (201), the rest set it (200)."""
+    responses = await _all_at_once(warehouse, [("PUT", "/inventory/SKU-NEW", {"on_hand": 7})] * 20)
+
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: 19}, [
+        r.text for r in responses if r.status_code >= 300
+    ]
+    assert await levels(warehouse, "SKU-NEW") == (7, 0, 7)
