@@ -38,7 +38,22 @@ def _register_problem_schema(app: FastAPI) -> None:
             for name, definition in problem.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components.setdefault("Problem", problem)
+            _errors_as_problems(schema)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _errors_as_problems(schema: dict[str, Any]) -> None:
+    """Document every 4xx/5xx answer as problem+json, including FastAPI's default 422."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = problem
+                    if response.get("description") == "Validation Error":
+                        response["description"] = "Invalid input: every invalid field is listed in `errors`"
