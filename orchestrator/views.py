@@ -42,6 +42,11 @@ def waiting_of(checkout: Checkout, steps: list[Step]) -> Waiting | None:
         reason = f"parked after transient failures of step {current.name if current else '?'}; resumes at next_attempt_at"
     elif checkout.lease_owner is None or (checkout.lease_expires_at or 0) < now:
         reason = "waiting for a replica to claim it (no live lease)"
+    elif current is not None and isinstance(last_error, dict) and last_error.get("ambiguous"):
+        reason = (
+            f"step {current.name}: the last call's outcome is unknown (its answer was lost); "
+            "repeating it with the same Idempotency-Key settles it"
+        )
     elif current is not None and last_error:
         reason = (
             f"retrying step {current.name} (attempt {current.attempts}) after a transient error"
