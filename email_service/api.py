@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr
-from sqlmodel import Session
 
 from email_service import outbox, store
 from email_service.errors import EmailNotFoundError
@@ -20,17 +18,9 @@ from email_service.schemas import (
     EmailPage,
     EmailPublic,
 )
+from servicekit.db import SessionDep
 from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import BadRequestInputError, problem_responses
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, on the engine the lifespan opened."""
-    with Session(request.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 router = APIRouter()
 

@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-import anyio
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from email_service.api import router
 from email_service.delivery import Mailer, build_mailer
 from email_service.models import EmailTable
 from email_service.settings import Settings
 from servicekit.app import create_service_app
-from servicekit.db import create_sync_engine
+from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 
 
@@ -51,23 +50,13 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     chosen = mailer or build_mailer(
         smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s
     )
-    engine_holder: list[Engine] = []
+    database = SyncDatabase(settings.database_url, EmailTable.metadata)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = create_sync_engine(settings.database_url)
-        EmailTable.metadata.create_all(engine)
-        engine_holder.append(engine)
+        engine = database.open()
         yield {"engine": engine, "mailer": chosen}
-        engine_holder.clear()
-        engine.dispose()
-
-    async def check_database() -> None:
-        def ping() -> None:
-            with engine_holder[0].connect() as connection:
-                connection.execute(text("SELECT 1"))
-
-        await anyio.to_thread.run_sync(ping)
+        database.close()
 
     app = create_service_app(
         title="Email service",
@@ -82,5 +71,5 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
         ],
     )
     app.include_router(router)
-    app.include_router(health_router(check_database))
+    app.include_router(health_router(database.check))
     return app

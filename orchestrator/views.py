@@ -57,7 +57,7 @@ def waiting_of(checkout: Checkout, steps: list[Step]) -> Waiting | None:
         reason = "finishing"
     return Waiting(
         reason=reason,
-        step=current.name if current else None,  # type: ignore[arg-type]
+        step=current.name if current else None,
         attempts=current.attempts if current else 0,
         last_error=last_error if isinstance(last_error, dict) else None,
         next_attempt_at=_when(checkout.next_attempt_at),
@@ -83,8 +83,8 @@ def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
             "points": 0 if checkout.status == "failed" else checkout.points,
             "steps": [
                 StepPublic(
-                    name=s.name,  # type: ignore[arg-type]
-                    status=s.status,  # type: ignore[arg-type]
+                    name=s.name,
+                    status=s.status,
                     attempts=s.attempts,
                     started_at=s.started_at,
                     finished_at=s.finished_at,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
 from rewards_service import store
 from rewards_service.errors import TransactionNotFoundError
@@ -19,18 +17,11 @@ from rewards_service.schemas import (
     TransactionPage,
     TransactionPublic,
 )
+from servicekit.db import SessionDep
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
 
-
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, on the engine the lifespan opened."""
-    with Session(request.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 CustomerPath = Annotated[
     str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
 ]

@@ -6,15 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-import anyio
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from rewards_service.api import router
 from rewards_service.models import RewardsTable
 from rewards_service.settings import Settings
 from servicekit.app import create_service_app
-from servicekit.db import create_sync_engine
+from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 
 
@@ -25,23 +24,13 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the rewards app; settings come from the environment unless given."""
     settings = settings or Settings()
-    engine_holder: list[Engine] = []
+    database = SyncDatabase(settings.database_url, RewardsTable.metadata)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = create_sync_engine(settings.database_url)
-        RewardsTable.metadata.create_all(engine)
-        engine_holder.append(engine)
+        engine = database.open()
         yield {"engine": engine}
-        engine_holder.clear()
-        engine.dispose()
-
-    async def check_database() -> None:
-        def ping() -> None:
-            with engine_holder[0].connect() as connection:
-                connection.execute(text("SELECT 1"))
-
-        await anyio.to_thread.run_sync(ping)
+        database.close()
 
     app = create_service_app(
         title="Rewards service",
@@ -57,5 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.include_router(router)
-    app.include_router(health_router(check_database))
+    app.include_router(health_router(database.check))
     return app

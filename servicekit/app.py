@@ -56,4 +56,6 @@ def _errors_as_problems(schema: dict[str, Any]) -> None:
                 if status[:1] in ("4", "5"):
                     response["content"] = problem
                     if response.get("description") == "Validation Error":
-                        response["description"] = "Invalid input: every invalid field is listed in `errors`"
+                        response["description"] = (
+                            "Invalid input: every invalid field is listed in `errors`"
+                        )

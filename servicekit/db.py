@@ -7,13 +7,26 @@ pysqlite or aiosqlite for SQLite, psycopg 3 (sync and async) for PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+import anyio
+from fastapi import Depends, Request
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import Session
 
 _SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -121,3 +134,47 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SyncDatabase:
+    """A service's synchronous engine for the app's lifetime, with its tables and readiness check."""
+
+    def __init__(self, url: str, metadata: MetaData) -> None:
+        self.url = url
+        self.metadata = metadata
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the database is not open (the app's lifespan has not started)")
+        return self._engine
+
+    def open(self) -> Engine:
+        """Create the engine and any missing table."""
+        self._engine = create_sync_engine(self.url)
+        self.metadata.create_all(self._engine)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    async def check(self) -> None:
+        """Raise unless the database answers a query (for ``/readyz``)."""
+
+        def ping() -> None:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        await anyio.to_thread.run_sync(ping)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, on the engine the lifespan put in the app's state."""
+    with Session(request.state.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
+from servicekit.db import SessionDep
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
@@ -24,15 +25,6 @@ from warehouse_service.schemas import (
     ReservationPage,
     ReservationPublic,
 )
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, on the engine the lifespan opened."""
-    with Session(request.state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 @contextmanager

@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-import anyio
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from servicekit.app import create_service_app
-from servicekit.db import create_sync_engine
+from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 from warehouse_service import store
 from warehouse_service.api import router
@@ -27,26 +26,16 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the warehouse app; settings come from the environment unless given."""
     settings = settings or Settings()
-    engine_holder: list[Engine] = []
+    database = SyncDatabase(settings.database_url, WarehouseTable.metadata)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = create_sync_engine(settings.database_url)
-        WarehouseTable.metadata.create_all(engine)
+        engine = database.open()
         if settings.seed_demo_catalog:
             with Session(engine) as session:
                 store.seed_catalog(session, store.DEMO_CATALOG)
-        engine_holder.append(engine)
         yield {"engine": engine}
-        engine_holder.clear()
-        engine.dispose()
-
-    async def check_database() -> None:
-        def ping() -> None:
-            with engine_holder[0].connect() as connection:
-                connection.execute(text("SELECT 1"))
-
-        await anyio.to_thread.run_sync(ping)
+        database.close()
 
     app = create_service_app(
         title="Warehouse service",
@@ -61,5 +50,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )
     app.include_router(router)
-    app.include_router(health_router(check_database))
+    app.include_router(health_router(database.check))
     return app

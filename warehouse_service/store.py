@@ -198,24 +198,31 @@ def read_inventory(session: Session, *, sku: str) -> InventoryPublic:
 def set_on_hand(session: Session, *, sku: str, on_hand: int) -> tuple[InventoryPublic, bool]:
     """Set the physical stock of a sku, creating it; returns the stock and whether it is new."""
     item = session.get(InventoryItem, sku)
-    created = item is None
     if item is None:
-        item = InventoryItem(sku=sku, on_hand=on_hand)
-        session.add(item)
-    else:
-        changed = session.execute(
-            update(InventoryItem)
-            .where(col(InventoryItem.sku) == sku)
-            .where(col(InventoryItem.reserved) <= on_hand)
-            .values(on_hand=on_hand, updated_at=utcnow())
+        try:
+            with session.begin_nested():
+                session.add(InventoryItem(sku=sku, on_hand=on_hand))
+        except IntegrityError:
+            # A concurrent PUT stocked the sku first (PostgreSQL's read-committed readers do not
+            # see its uncommitted row): set the stock it created instead of failing.
+            item = session.get(InventoryItem, sku)
+            if item is None:
+                raise
+        else:
+            return read_inventory(session, sku=sku), True
+    changed = session.execute(
+        update(InventoryItem)
+        .where(col(InventoryItem.sku) == sku)
+        .where(col(InventoryItem.reserved) <= on_hand)
+        .values(on_hand=on_hand, updated_at=utcnow())
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise StockBelowReservedError(
+            f"{sku} has {item.reserved} units reserved; on_hand cannot go below that."
         )
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
-            raise StockBelowReservedError(
-                f"{sku} has {item.reserved} units reserved; on_hand cannot go below that."
-            )
-        session.refresh(item)
+    session.refresh(item)
     session.flush()
-    return read_inventory(session, sku=sku), created
+    return read_inventory(session, sku=sku), False
 
 
 def seed_catalog(session: Session, catalog: dict[str, int]) -> None:
