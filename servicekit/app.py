@@ -19,6 +19,8 @@ def create_service_app(
     ``fastapi_kwargs`` go to FastAPI (title, description, version, lifespan, openapi_tags…).
     """
     # Swagger UI ships inside the fastapi-offline package, so /docs renders without a CDN.
+    # One schema per model in /docs, not "-Input"/"-Output" twins of the same thing.
+    fastapi_kwargs.setdefault("separate_input_output_schemas", False)
     app = FastAPIOffline(**fastapi_kwargs)
     install_problem_handlers(app)
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=max_body_bytes)
