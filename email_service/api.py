@@ -18,7 +18,7 @@ from email_service.schemas import (
     EmailPage,
     EmailPublic,
 )
-from servicekit.db import SessionDep
+from servicekit.db import SessionDep, read_only
 from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import BadRequestInputError, problem_responses
 
@@ -85,9 +85,10 @@ def list_emails(
                 for name in ("to", "checkout_id")
             ],
         )
-    return EmailPage(
-        items=store.list_messages(session, to=to, checkout_id=checkout_id, limit=limit)
-    )
+    with read_only(session):
+        return EmailPage(
+            items=store.list_messages(session, to=to, checkout_id=checkout_id, limit=limit)
+        )
 
 
 @router.get(
@@ -99,4 +100,5 @@ def list_emails(
 )
 def read_email(email_id: str, session: SessionDep) -> EmailDetail:
     """One message with its rendered body, delivery status and attempts."""
-    return store.detail(store.read_message(session, message_id=_email_id(email_id)))
+    with read_only(session):
+        return store.detail(store.read_message(session, message_id=_email_id(email_id)))

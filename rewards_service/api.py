@@ -17,7 +17,7 @@ from rewards_service.schemas import (
     TransactionPage,
     TransactionPublic,
 )
-from servicekit.db import SessionDep
+from servicekit.db import SessionDep, read_only
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
@@ -114,7 +114,8 @@ def reverse_transaction(
 )
 def read_transaction(transaction_id: TransactionIdPath, session: SessionDep) -> TransactionPublic:
     """One ledger entry, a credit or a reversal."""
-    return store.read_transaction(session, transaction_id=_transaction_id(transaction_id))
+    with read_only(session):
+        return store.read_transaction(session, transaction_id=_transaction_id(transaction_id))
 
 
 @router.get(
@@ -132,7 +133,10 @@ def list_transactions(
     ],
 ) -> TransactionPage:
     """Every ledger entry of a checkout, newest first (an empty list if it has none)."""
-    return TransactionPage(items=store.list_checkout_transactions(session, checkout_id=checkout_id))
+    with read_only(session):
+        return TransactionPage(
+            items=store.list_checkout_transactions(session, checkout_id=checkout_id)
+        )
 
 
 @router.get(
@@ -144,7 +148,8 @@ def list_transactions(
 )
 def read_account(customer_id: CustomerPath, session: SessionDep) -> AccountPublic:
     """The customer's point balance (404 if the customer was never credited)."""
-    return store.read_account(session, customer_id=customer_id)
+    with read_only(session):
+        return store.read_account(session, customer_id=customer_id)
 
 
 @router.get(
@@ -160,5 +165,7 @@ def list_account_transactions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TransactionPage:
     """The account's newest ledger entries, newest first (404 if the customer was never credited)."""
-    items = store.list_account_transactions(session, customer_id=customer_id, limit=limit)
-    return TransactionPage(items=items)
+    with read_only(session):
+        return TransactionPage(
+            items=store.list_account_transactions(session, customer_id=customer_id, limit=limit)
+        )

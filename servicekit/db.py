@@ -8,6 +8,7 @@ pysqlite or aiosqlite for SQLite, psycopg 3 (sync and async) for PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -177,4 +178,23 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+# scope="function": the session closes as soon as the route returns, before the response is sent.
+# Closed at the request's end instead, a read's transaction would keep its pooled connection (and,
+# on SQLite, the write lock every transaction takes) while the response is serialised, and under
+# load requests waiting for that lock or connection could hold every worker thread.
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@contextmanager
+def read_only(session: Session) -> Iterator[None]:
+    """End a read's transaction inside the route (``with read_only(session): ...``), not at teardown.
+
+    Teardown runs after the response is serialised, which for a sync route needs a worker
+    thread; meanwhile the open transaction keeps its pooled connection (and, on SQLite, the
+    write lock every transaction takes). Under load, requests waiting for that lock or
+    connection can hold every worker thread, and nothing moves until their timeouts expire.
+    """
+    try:
+        yield
+    finally:
+        session.rollback()

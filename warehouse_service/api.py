@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
-from sqlmodel import Session
 
-from servicekit.db import SessionDep
+from servicekit.db import SessionDep, read_only
 from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
 from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
@@ -25,22 +22,6 @@ from warehouse_service.schemas import (
     ReservationPage,
     ReservationPublic,
 )
-
-
-@contextmanager
-def read_only(session: Session) -> Iterator[None]:
-    """End a read's transaction inside the route, not at the session's teardown.
-
-    Teardown runs after the response is serialised, which for a sync route needs a worker
-    thread; meanwhile the open transaction keeps its pooled connection (and, on SQLite, the
-    write lock every transaction takes). Under load, requests waiting for that lock or
-    connection can hold every worker thread, and nothing moves until their timeouts expire.
-    """
-    try:
-        yield
-    finally:
-        session.rollback()
-
 
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
