@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from email_service.api import router
@@ -15,6 +15,7 @@ from email_service.delivery import Mailer, build_mailer
 from email_service.models import EmailTable
 from email_service.settings import Settings
 from servicekit.app import create_service_app
+from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
-    app.include_router(router)
+    app.include_router(
+        router, dependencies=[Depends(service_token_guard("email", settings.service_token))]
+    )
     app.include_router(health_router(database.check))
     return app

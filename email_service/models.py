@@ -36,7 +36,8 @@ class OutboxMessage(EmailTable, table=True):
     __tablename__ = "email_message"
     __table_args__ = (
         UniqueConstraint("checkout_id", "template", name="uq_email_message_checkout_template"),
-        Index("ix_email_message_to_created_at", "to", "created_at"),
+        # Messages to an address newest first, ties broken by id as GET /emails?to= orders them.
+        Index("ix_email_message_to_created", "to", "created_at", "id"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -8,7 +8,6 @@ delivers, and a lease left by a crashed process expires on its own.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import timedelta
 
@@ -19,7 +18,8 @@ from sqlmodel import Session, col, select
 from email_service.errors import EmailNotFoundError
 from email_service.models import ERROR_MAX, IdempotencyRecord, OutboxMessage, utcnow
 from email_service.schemas import EmailDetail, EmailPublic
-from servicekit.idempotency import IdempotencyKeyReusedError, StoredResponse
+from servicekit import idempotency
+from servicekit.idempotency import StoredResponse
 
 DELIVERED = frozenset({"sent", "logged"})
 UNDELIVERED = ("pending", "failed")
@@ -37,14 +37,7 @@ def detail(message: OutboxMessage) -> EmailDetail:
 
 def find_replay(session: Session, *, scope: str, key: str, digest: str) -> StoredResponse | None:
     """The recorded answer to ``key``, if any; 422 if the key came with another body."""
-    record = session.get(IdempotencyRecord, (scope, key))
-    if record is None:
-        return None
-    if record.fingerprint != digest:
-        raise IdempotencyKeyReusedError(
-            f"The Idempotency-Key {key!r} was first used with a different request body."
-        )
-    return StoredResponse(record.status_code, json.loads(record.response_body), replayed=True)
+    return idempotency.find_replay(session, IdempotencyRecord, scope=scope, key=key, digest=digest)
 
 
 def find_message(session: Session, *, checkout_id: str, template: str) -> OutboxMessage | None:

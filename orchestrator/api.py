@@ -53,6 +53,11 @@ def get_settings(request: Request) -> Settings:
     return request.state.settings  # type: ignore[no-any-return]
 
 
+async def limit_checkouts(request: Request) -> None:
+    """Refuse a client's checkouts past RATE_LIMIT (429 with Retry-After); nothing is stored."""
+    await request.state.rate_limit(request)
+
+
 JournalDep = Annotated[Journal, Depends(get_journal)]
 SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -134,10 +139,11 @@ async def _existing(journal: Journal, checkout_id: str) -> CheckoutPublic:
 @router.post(
     "/checkouts",
     summary="Place a checkout",
+    dependencies=[Depends(limit_checkouts)],
     status_code=201,
     response_model=CheckoutPublic,
     responses={
-        **problem_responses(409, 413, 415, 422),
+        **problem_responses(401, 409, 413, 415, 422, 429),
         202: {
             "model": CheckoutPublic,
             "description": "Accepted: still running (asked for, or past the deadline)",

@@ -5,8 +5,9 @@ Failure taxonomy (what the saga runner decides from):
 - ``StepRefusedError`` — the service answered a 4xx other than 408/429: a business refusal
   (out of stock, unknown sku). Retrying would get the same answer; not retryable.
 - ``StepTransientError`` — the call may succeed if repeated: the connection was refused or
-  dropped, the call timed out, or the service answered 408, 429, 5xx, or 409 with
-  ``Retry-After`` (the same request is being handled right now). ``retry_after`` carries
+  dropped, the call timed out, or the service answered 408, 429, 5xx, 409 with
+  ``Retry-After`` (the same request is being handled right now), or 401 (the orchestrator's
+  ``SERVICE_TOKEN`` is wrong: fixing the configuration lets the parked checkout finish). ``retry_after`` carries
   a ``Retry-After`` the service sent. ``ambiguous`` is true when the request may have reached
   the service and been applied (a read timeout, a dropped connection after sending, a 5xx):
   the runner settles such a step with the same Idempotency-Key before deciding anything.
@@ -27,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.settings import Settings
+from servicekit.auth import split_secrets
 
 
 class StepError(Exception):
@@ -149,7 +151,9 @@ class ServiceClients:
         status = response.status_code
         # A 409 with Retry-After is "busy with this very request" (a twin in flight), not a refusal.
         busy = status == 409 and "Retry-After" in response.headers
-        if status in (408, 429) or status >= 500 or busy:
+        # A 401 is a wrong SERVICE_TOKEN: a configuration error, not the checkout's fault. Retrying
+        # (and parking) lets the checkout finish once an operator fixes the token.
+        if status in (401, 408, 429) or status >= 500 or busy:
             raise StepTransientError(
                 f"{method} {url} answered {status}",
                 http_status=status,
@@ -258,4 +262,7 @@ def build_http_client(
         mounts[getattr(settings, f"{name}_url").rstrip("/")] = transport
     timeout = httpx.Timeout(settings.step_timeout_s)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, mounts=mounts or None)
+    tokens = split_secrets(settings.service_token)
+    # The first token is sent; the services may accept several while one is being rotated.
+    headers = {"Authorization": f"Bearer {tokens[0].get_secret_value()}"} if tokens else {}
+    return httpx.AsyncClient(timeout=timeout, limits=limits, mounts=mounts or None, headers=headers)

@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
 from orchestrator.api import router
 from orchestrator.clients import ServiceClients, build_http_client
 from orchestrator.models import OrchestratorTable
+from orchestrator.ratelimit import CheckoutRateLimit
 from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
@@ -24,6 +25,7 @@ from orchestrator.saga.supervisor import Supervisor
 from orchestrator.settings import Settings
 from orchestrator.store import Journal
 from servicekit.app import create_service_app
+from servicekit.auth import bearer_guard, split_secrets, warn_if_open
 from servicekit.db import create_async_db_engine
 from servicekit.health import health_router
 
@@ -34,6 +36,7 @@ class State(TypedDict):
     settings: Settings
     journal: Journal
     supervisor: Supervisor
+    rate_limit: CheckoutRateLimit
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -81,7 +84,14 @@ def create_app(
                 grace_s=settings.shutdown_grace_s,
             )
             async with supervisor.running():
-                yield {"settings": settings, "journal": journal, "supervisor": supervisor}
+                yield {
+                    "settings": settings,
+                    "journal": journal,
+                    "supervisor": supervisor,
+                    "rate_limit": CheckoutRateLimit(
+                        settings.rate_limit, settings.rate_limit_storage_url
+                    ),
+                }
         journals.clear()
         await engine.dispose()
 
@@ -104,6 +114,16 @@ def create_app(
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
-    app.include_router(router)
+    api_keys = split_secrets(settings.api_keys)
+    warn_if_open("the orchestrator", "API_KEYS", api_keys)
+    warn_if_open(
+        "the orchestrator's calls to the services",
+        "SERVICE_TOKEN",
+        split_secrets(settings.service_token),
+    )
+    client_guard = bearer_guard(
+        api_keys, scheme_name="ApiKey", description="A client key from the orchestrator's API_KEYS."
+    )
+    app.include_router(router, dependencies=[Depends(client_guard)])
     app.include_router(health_router(check_database))
     return app

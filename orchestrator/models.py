@@ -70,10 +70,11 @@ class Step(OrchestratorTable, table=True):
     """One step of a checkout, committed before and after every attempt."""
 
     __tablename__ = "step"
+    # Its index also serves every lookup by checkout_id (a separate one was dropped in 0002).
     __table_args__ = (UniqueConstraint("checkout_id", "name"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    checkout_id: uuid.UUID = Field(foreign_key="checkout.id", index=True)
+    checkout_id: uuid.UUID = Field(foreign_key="checkout.id")
     name: str = Field(max_length=16)
     position: int
     status: str = Field(default="pending", max_length=16)

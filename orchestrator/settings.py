@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STEP_NAMES = ("warehouse", "rewards", "email")
@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     warehouse_url: str = "http://127.0.0.1:8002"
     rewards_url: str = "http://127.0.0.1:8003"
     checkout_steps: str = "warehouse,rewards,email"
+    # Bearer keys clients must present (comma-separated, so a key can be rotated); unset: open.
+    api_keys: SecretStr | None = None
+    # Sent to the services as a bearer token (a comma-separated list: the first is sent, for rotation).
+    service_token: SecretStr | None = None
+    # Per client (API key, or address when open) on POST /checkouts; "" turns it off.
+    rate_limit: str = "100/second"
+    rate_limit_storage_url: str = "memory://"
     # Per HTTP call (connect, write, read, pool); values below 2 s are raised to 2 s.
     step_timeout_s: float = 5.0
     checkout_sync_deadline_s: float = Field(default=30.0, ge=0)

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from rewards_service.api import router
 from rewards_service.models import RewardsTable
 from rewards_service.settings import Settings
 from servicekit.app import create_service_app
+from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
-    app.include_router(router)
+    app.include_router(
+        router, dependencies=[Depends(service_token_guard("rewards", settings.service_token))]
+    )
     app.include_router(health_router(database.check))
     return app

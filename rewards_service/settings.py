@@ -1,5 +1,6 @@
 """Settings of the rewards service, read from its own environment."""
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -10,4 +11,6 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///data/rewards.db"
     host: str = "127.0.0.1"
+    # Bearer tokens the orchestrator must present (comma-separated to rotate); unset: open.
+    service_token: SecretStr | None = None
     port: int = 8003

@@ -84,12 +84,25 @@ class StoredResponse:
         return JSONResponse(self.body, status_code=self.status_code, headers=all_headers)
 
 
-def _replay(record: IdempotencyRecordBase, digest: str) -> StoredResponse:
+def stored_key(key: str) -> str:
+    """How a key is stored: its SHA-256, so a key a client thought private is never kept in clear."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _replay(record: IdempotencyRecordBase, key: str, digest: str) -> StoredResponse:
     if record.fingerprint != digest:
         raise IdempotencyKeyReusedError(
-            f"The Idempotency-Key {record.key!r} was first used with a different request body."
+            f"The Idempotency-Key {key!r} was first used with a different request body."
         )
     return StoredResponse(record.status_code, json.loads(record.response_body), replayed=True)
+
+
+def find_replay(
+    session: Session, record_model: type[RecordT], *, scope: str, key: str, digest: str
+) -> StoredResponse | None:
+    """The recorded first answer to ``key`` in ``scope``, if any; 422 if the key came with another body."""
+    record = session.get(record_model, (scope, stored_key(key)))
+    return None if record is None else _replay(record, key, digest)
 
 
 def execute_once(
@@ -114,16 +127,16 @@ def execute_once(
             raise
         return StoredResponse(status_code, body)
 
-    existing = session.get(record_model, (scope, key))
+    existing = session.get(record_model, (scope, stored_key(key)))
     if existing is not None:
         session.rollback()
-        return _replay(existing, digest)
+        return _replay(existing, key, digest)
     try:
         status_code, body = action()
         session.add(
             record_model(
                 scope=scope,
-                key=key,
+                key=stored_key(key),
                 fingerprint=digest,
                 status_code=status_code,
                 response_body=json.dumps(body),
@@ -134,11 +147,11 @@ def execute_once(
         # A concurrent twin with the same key may have won the race (PostgreSQL's read-committed
         # readers do not see it until it commits): answer as it did, or re-raise our refusal.
         session.rollback()
-        twin = session.get(record_model, (scope, key))
+        twin = session.get(record_model, (scope, stored_key(key)))
         session.rollback()
         if twin is None:
             raise
-        return _replay(twin, digest)
+        return _replay(twin, key, digest)
     except BaseException:
         session.rollback()
         raise

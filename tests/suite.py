@@ -111,6 +111,7 @@ async def running_suite(
             "retry_initial_delay_s": 0,
             "retry_jitter_s": 0,
             "retry_max_delay_s": 0,
+            "rate_limit": "",  # load tests send many checkouts from one client; tests/security turns it on
         }
         settings = OrchestratorSettings(**(defaults | orchestrator_settings))
         manager = await stack.enter_async_context(

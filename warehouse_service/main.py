@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from servicekit.app import create_service_app
+from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 from warehouse_service import store
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
-    app.include_router(router)
+    app.include_router(
+        router, dependencies=[Depends(service_token_guard("warehouse", settings.service_token))]
+    )
     app.include_router(health_router(database.check))
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import Index
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -47,9 +48,13 @@ class ReservationLine(WarehouseTable, table=True):
     """One sku and quantity of a reservation."""
 
     __tablename__ = "reservation_line"
+    # A reservation's lines in sku order (how they are read), and one line per sku.
+    __table_args__ = (
+        Index("ix_reservation_line_reservation_sku", "reservation_id", "sku", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    reservation_id: uuid.UUID = Field(foreign_key="reservation.id", index=True)
+    reservation_id: uuid.UUID = Field(foreign_key="reservation.id")
     sku: str = Field(max_length=64)
     quantity: int
 

@@ -1,0 +1,1 @@
+"""Revisions of the email schema, oldest first by their ``down_revision`` chain."""

@@ -1,0 +1,80 @@
+"""The dashboard's reads: every one a primary-key lookup or a walk of an index, so 100,000 stored
+checkouts cost what ten do.
+
+- the list is ``views.list_checkouts`` (keyset on ``(created_at, id)``, or ``(status, …)`` /
+  ``(customer_id, …)`` when filtered), one page plus one ``IN`` query for its steps;
+- search by checkout id is ``session.get`` (the primary key);
+- the counts per status are one ``GROUP BY status``, which SQLite answers from the covering index
+  ``ix_checkout_status_created`` without reading the table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlmodel import col
+
+from orchestrator import views
+from orchestrator.models import Checkout
+from orchestrator.schemas import CheckoutPublic
+from orchestrator.store import Journal
+
+STATUSES = ("pending", "running", "completed", "failed")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of the list, and how the search was understood."""
+
+    items: list[CheckoutPublic]
+    next_cursor: str | None
+    matched_id: bool  # the search text was the id of a checkout
+
+
+def as_uuid(text: str | None) -> uuid.UUID | None:
+    """The UUID ``text`` spells, or None."""
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        return None
+
+
+def status_counts_query() -> Select[tuple[str, int]]:
+    """``SELECT status, count(*) FROM checkout GROUP BY status``."""
+    return select(col(Checkout.status), func.count()).group_by(col(Checkout.status))
+
+
+async def status_counts(journal: Journal) -> dict[str, int]:
+    """How many checkouts have each status (every status present, zero included)."""
+    async with journal.session() as session:
+        rows = (await session.execute(status_counts_query())).all()
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({status: int(count) for status, count in rows})
+    return counts
+
+
+async def search(
+    journal: Journal, *, status: str | None, text: str | None, limit: int, cursor: str | None
+) -> Listing:
+    """Checkouts newest first: the one whose id is ``text``, else those of customer ``text``.
+
+    A text that is a UUID but no checkout's id is still tried as a customer id (any string can be
+    one). Raises ``InvalidCursorError`` for a cursor we did not hand out.
+    """
+    checkout_id = as_uuid(text)
+    if checkout_id is not None and cursor is None:
+        found = await views.read_checkout(journal, checkout_id)
+        if found is not None:
+            return Listing([found] if status in (None, found.status) else [], None, True)
+    items, next_cursor = await views.list_checkouts(
+        journal, status=status, customer_id=text or None, limit=limit, cursor=cursor
+    )
+    return Listing(items, next_cursor, False)
+
+
+async def read(journal: Journal, checkout_id: str) -> CheckoutPublic | None:
+    """One checkout by id (a primary-key lookup); None for an unknown or malformed id."""
+    parsed = as_uuid(checkout_id)
+    return await views.read_checkout(journal, parsed) if parsed else None

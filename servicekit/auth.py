@@ -1,0 +1,102 @@
+"""Bearer-token authentication shared by the services.
+
+Clients present ``Authorization: Bearer <token>``; a service accepts any token of its configured
+list (several, so a token can be rotated without downtime) and answers 401 problem+json
+otherwise. Tokens are compared in constant time (``hmac.compare_digest`` against every accepted
+token, whether or not one already matched), are ``SecretStr`` so they never reach a log or a
+repr, and with no token configured the service is open and says so loudly at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable, Sequence
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+
+from servicekit.problems import ProblemError
+
+log = logging.getLogger("servicekit.auth")
+
+
+class UnauthorizedError(ProblemError):
+    """Missing or wrong credentials."""
+
+    status = 401
+    type = "urn:checkout-suite:problem:unauthorized"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="checkout-suite"'})
+
+
+def split_secrets(value: SecretStr | None) -> list[SecretStr]:
+    """The comma-separated tokens of one setting, each kept secret."""
+    if value is None:
+        return []
+    return [SecretStr(part.strip()) for part in value.get_secret_value().split(",") if part.strip()]
+
+
+def matches(presented: str, accepted: Sequence[SecretStr]) -> bool:
+    """Whether ``presented`` is one of ``accepted``, in time independent of which (or whether)."""
+    given = hashlib.sha256(presented.encode()).digest()
+    found = False
+    for secret in accepted:
+        expected = hashlib.sha256(secret.get_secret_value().encode()).digest()
+        found |= hmac.compare_digest(given, expected)
+    return found
+
+
+def key_id(token: str) -> str:
+    """A short, non-reversible name for a token, safe for logs and rate-limit buckets."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def bearer_guard(
+    accepted: Sequence[SecretStr], *, scheme_name: str, description: str
+) -> Callable[..., object]:
+    """A dependency that requires one of ``accepted`` as a bearer token (open when empty).
+
+    It also declares the security scheme, so ``/docs`` shows an "Authorize" button.
+    """
+    scheme = HTTPBearer(auto_error=False, scheme_name=scheme_name, description=description)
+
+    async def require_token(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(scheme)
+    ) -> str | None:
+        if not accepted:
+            return None
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise UnauthorizedError("Send Authorization: Bearer <token>.")
+        if not matches(credentials.credentials, accepted):
+            raise UnauthorizedError("The bearer token is not valid.")
+        request.state.key_id = key_id(credentials.credentials)
+        return request.state.key_id  # type: ignore[no-any-return]
+
+    return require_token
+
+
+def warn_if_open(service: str, setting: str, accepted: Sequence[SecretStr]) -> None:
+    """Say loudly at start-up that a service accepts anyone."""
+    if not accepted:
+        log.warning(
+            "%s is not set: %s accepts requests from anyone. Set it (comma-separated bearer tokens) "
+            "anywhere but on a developer's machine.",
+            setting,
+            service,
+        )
+
+
+def service_token_guard(service: str, token: SecretStr | None) -> Callable[..., object]:
+    """The guard of a service called only by the orchestrator (``SERVICE_TOKEN``)."""
+    accepted = split_secrets(token)
+    warn_if_open(service, "SERVICE_TOKEN", accepted)
+    return bearer_guard(
+        accepted,
+        scheme_name="ServiceToken",
+        description="The orchestrator's SERVICE_TOKEN. Every endpoint but the probes, /metrics and the docs requires it.",
+    )
