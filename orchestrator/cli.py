@@ -139,11 +139,32 @@ def _check_port_free(name: str, host: str, port: int) -> None:
             ) from exc
 
 
+# The key `up` gives clients when API_KEYS is not set: for a developer's machine only.
+DEV_API_KEY = "dev-checkout-key"
+# Likewise the token the orchestrator presents to the services (and a developer to read them).
+DEV_SERVICE_TOKEN = "dev-service-token"
+
+
+def _credentials() -> tuple[str, str]:
+    """The client API key and the service token `up` runs with (from the environment if set)."""
+    api_key = os.environ.get("API_KEYS", "").split(",")[0].strip() or DEV_API_KEY
+    service_token = os.environ.get("SERVICE_TOKEN", "").split(",")[0].strip() or DEV_SERVICE_TOKEN
+    return api_key, service_token
+
+
 def _child_env(
-    name: str, host: str, port: int, data_dir: Path, urls: dict[str, str]
+    name: str,
+    host: str,
+    port: int,
+    data_dir: Path,
+    urls: dict[str, str],
+    credentials: tuple[str, str],
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=f"sqlite:///{data_dir / name}.db", HOST=host, PORT=str(port))
+    api_key, service_token = credentials
+    env.setdefault("API_KEYS", api_key)
+    env.setdefault("SERVICE_TOKEN", service_token)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if name == "warehouse":
         env["SEED_DEMO_CATALOG"] = "true"
@@ -218,13 +239,16 @@ def _stop(children: list[Child], latch: SignalLatch, grace: float) -> None:
         child.process.wait()
 
 
-def _demo_catalog_table(warehouse_url: str) -> Table:
+def _demo_catalog_table(warehouse_url: str, service_token: str) -> Table:
     """The demo catalog as the running warehouse sees it (a reused data dir keeps its stock)."""
     table = Table(title="Demo catalog", title_justify="left")
     for column in ("sku", "on hand", "reserved", "available"):
         table.add_column(column, justify="left" if column == "sku" else "right")
     catalog: dict[str, int] = importlib.import_module("warehouse_service.store").DEMO_CATALOG
-    with httpx.Client(base_url=warehouse_url, timeout=2.0, trust_env=False) as client:
+    headers = {"Authorization": f"Bearer {service_token}"}
+    with httpx.Client(
+        base_url=warehouse_url, timeout=2.0, trust_env=False, headers=headers
+    ) as client:
         for sku, seeded in catalog.items():
             try:
                 item = client.get(f"/inventory/{sku}").raise_for_status().json()
@@ -235,7 +259,8 @@ def _demo_catalog_table(warehouse_url: str) -> Table:
     return table
 
 
-def _print_summary(children: list[Child], data_dir: Path) -> None:
+def _print_summary(children: list[Child], data_dir: Path, credentials: tuple[str, str]) -> None:
+    api_key, service_token = credentials
     services = Table(title="Services", title_justify="left")
     for column in ("service", "url", "api docs", "pid"):
         services.add_column(column)
@@ -243,7 +268,8 @@ def _print_summary(children: list[Child], data_dir: Path) -> None:
         services.add_row(child.name, child.url, f"{child.url}/docs", str(child.process.pid))
     console.print()
     console.print(services)
-    console.print(_demo_catalog_table(next(c.url for c in children if c.name == "warehouse")))
+    warehouse = next(c.url for c in children if c.name == "warehouse")
+    console.print(_demo_catalog_table(warehouse, service_token))
     orchestrator = next(c.url for c in children if c.name == "orchestrator")
     body = (
         '{"customer": {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace", '
@@ -251,9 +277,21 @@ def _print_summary(children: list[Child], data_dir: Path) -> None:
         '"unit_price": "19.99"}], "currency": "USD"}'
     )
     console.print(f"SQLite databases: {data_dir}", markup=False, highlight=False)
+    console.print(f"\nAPI key (API_KEYS): {api_key}", markup=False, highlight=False)
+    console.print(
+        f"Service token (SERVICE_TOKEN, to read the services directly): {service_token}",
+        markup=False,
+        highlight=False,
+    )
+    console.print(
+        "Send it as 'Authorization: Bearer <key>'; in /docs, click Authorize and paste it.",
+        markup=False,
+        highlight=False,
+    )
     console.print("\nTry a checkout:", style="bold")
     console.print(
-        f"curl -s -X POST {orchestrator}/checkouts -H 'Content-Type: application/json' -d '{body}'",
+        f"curl -s -X POST {orchestrator}/checkouts -H 'Authorization: Bearer {api_key}' "
+        f"-H 'Content-Type: application/json' -d '{body}'",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -297,6 +335,7 @@ def up(
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: _url(host, port) for name, port in ports.items()}
+    credentials = _credentials()
     children: list[Child] = []
     latch = SignalLatch()
     latch.install()
@@ -309,13 +348,13 @@ def up(
                 break
             started = []
             for name in phase:
-                env = _child_env(name, host, ports[name], data_dir, urls)
+                env = _child_env(name, host, ports[name], data_dir, urls, credentials)
                 process = _spawn(name, host, ports[name], env, log_level)
                 started.append(Child(name, urls[name], process))
             children += started
             _wait_ready(started, latch, ready_timeout)
         if not latch.received:
-            _print_summary(children, data_dir)
+            _print_summary(children, data_dir, credentials)
         while not latch.received:
             for child in children:
                 exit_code = child.process.poll()
@@ -402,6 +441,13 @@ def demo(
     wait: Annotated[
         float, typer.Option(help="Seconds to follow a checkout still running after its 202.")
     ] = 60.0,
+    api_key: Annotated[
+        str,
+        typer.Option(
+            envvar="CHECKOUT_API_KEY",
+            help="Bearer key for the orchestrator (default: up's dev key).",
+        ),
+    ] = DEV_API_KEY,
 ) -> None:
     """Place three sample checkouts on a running suite and print how each one ended."""
     base = url.rstrip("/")
@@ -414,7 +460,8 @@ def demo(
     table.add_column("steps (attempts)", no_wrap=True, min_width=24)
     refusals: list[str] = []
     try:
-        with httpx.Client(base_url=base, timeout=40.0) as client:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=base, timeout=40.0, headers=headers) as client:
             ready = client.get("/readyz", timeout=5.0)
             if ready.status_code != 200:
                 status = f"GET /readyz → {ready.status_code}"

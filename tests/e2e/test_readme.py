@@ -70,7 +70,10 @@ def test_readme_curl_example_against_a_live_suite(tmp_path: Path) -> None:
         first = json.loads(shell(checkout_curl, suite.ports))
         again = json.loads(shell(checkout_curl, suite.ports))
         effect_lines = [line for line in effects.strip().splitlines() if line.startswith("curl")]
-        outputs = [shell(line.split("  #", 1)[0], suite.ports) for line in effect_lines]
+        exports = "\n".join(line for line in effects.splitlines() if line.startswith("export "))
+        outputs = [
+            shell(exports + "\n" + line.split("  #", 1)[0], suite.ports) for line in effect_lines
+        ]
 
     assert same_shape(json.loads(shown), first) == []
     assert first["status"] == "completed"
