@@ -146,11 +146,8 @@ async def test_orchestrator_requires_an_api_key_and_stores_nothing_without_one(
 async def test_the_saga_carries_the_service_token(database_url: Callable[[str], str]) -> None:
     """With tokens set on both sides, the orchestrator's calls are accepted and the checkout completes."""
 
-    def secured(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        return RequireToken(transport)
-
     async with running_suite(
-        database_url, wrap=secured, service_token=SecretStr(f"{TOKEN},{OLD_TOKEN}")
+        database_url, wrap=secured_transport, service_token=SecretStr(f"{TOKEN},{OLD_TOKEN}")
     ) as suite:
         await suite.stock("SKU-001", 10)
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
@@ -160,15 +157,12 @@ async def test_the_saga_carries_the_service_token(database_url: Callable[[str], 
 async def test_a_wrong_service_token_parks_the_checkout(database_url: Callable[[str], str]) -> None:
     """A 401 from a service is a configuration error: the checkout parks, it does not fail."""
 
-    def secured(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        return RequireToken(transport)
-
     settings = {
         "service_token": SecretStr("not-the-token"),
         "step_max_attempts": 2,
         "resume_delay_s": 3600,
     }
-    async with running_suite(database_url, wrap=secured, **settings) as suite:
+    async with running_suite(database_url, wrap=secured_transport, **settings) as suite:
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
         assert checkout["status"] == "running"
         assert checkout["waiting"]["last_error"]["http_status"] == 401
@@ -221,6 +215,12 @@ def test_secrets_never_appear_in_settings_reprs() -> None:
     assert API_KEY not in repr(settings)
     assert TOKEN not in str(settings)
     assert API_KEY not in settings.model_dump_json()
+
+
+def secured_transport(
+    _service: str, transport: httpx.AsyncBaseTransport
+) -> httpx.AsyncBaseTransport:
+    return RequireToken(transport)
 
 
 class RequireToken(httpx.AsyncBaseTransport):
