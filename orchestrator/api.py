@@ -194,7 +194,8 @@ async def create_checkout(
         await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
     public = await views.read_checkout(journal, checkout.id)
     assert public is not None
-    status = 201 if public.status in TERMINAL_STATUSES else 202
+    # Asked for respond-async, the answer is 202 even if the saga happened to finish already.
+    status = 201 if public.status in TERMINAL_STATUSES and not _wants_async(prefer) else 202
     payload = public.model_dump_json()
     if key_hash:
         await journal.save_first_response(checkout.id, status, payload)

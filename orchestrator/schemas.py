@@ -7,7 +7,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from servicekit.text import NO_CONTROL_CHARACTERS
 
@@ -17,10 +25,21 @@ TERMINAL_STATUSES = frozenset({"completed", "failed"})
 
 # Money travels as an exact decimal string, never a float.
 _AS_STRING = PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json")
+# pydantic documents the string form as any string; say which strings: 0–1000000, 2 places.
+MONEY_PATTERN = r"^(?:\d{1,6}(?:\.\d{1,2})?|1000000(?:\.00?)?)$"
 Money = Annotated[
     Decimal,
-    Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False, examples=["19.99"]),
+    Field(ge=0, le=1_000_000, decimal_places=2, allow_inf_nan=False),
     _AS_STRING,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                {"type": "string", "pattern": MONEY_PATTERN},
+            ],
+            "examples": ["19.99"],
+        }
+    ),
 ]
 Total = Annotated[Decimal, Field(ge=0, decimal_places=2, examples=["39.98"]), _AS_STRING]
 
@@ -41,7 +60,23 @@ class Customer(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
+    # The id travels in the rewards service's URL path (/accounts/{id}/…): no "/" and not "." or "..",
+    # which a URL cannot carry as one path segment.
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^/\x00-\x1f\x7f]+$",
+        examples=["c-42"],
+        description="1–200 characters, no control characters, no '/', not '.' or '..'.",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _one_path_segment(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError("a customer id cannot be '.' or '..'")
+        return value
+
     email: EmailStr = Field(examples=["ada@example.com"])
     name: str = Field(
         min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["Ada Lovelace"]

@@ -41,13 +41,20 @@ class ReservationCreate(BaseModel):
     items: list[ReservationLineIn] = Field(min_length=1, max_length=100)
 
 
+class HeldLine(BaseModel):
+    """A sku and the units held for it (repeated request lines merged, so possibly over 1000)."""
+
+    sku: str
+    quantity: int
+
+
 class ReservationPublic(BaseModel):
     """A reservation as the API shows it."""
 
     id: uuid.UUID
     checkout_id: str
     status: Literal["reserved", "released"]
-    items: list[ReservationLineIn]
+    items: list[HeldLine]
     created_at: datetime
     released_at: datetime | None
 

@@ -24,7 +24,12 @@ from warehouse_service.errors import (
     UnknownSkuError,
 )
 from warehouse_service.models import InventoryItem, Reservation, ReservationLine, utcnow
-from warehouse_service.schemas import InventoryPublic, ReservationLineIn, ReservationPublic
+from warehouse_service.schemas import (
+    HeldLine,
+    InventoryPublic,
+    ReservationLineIn,
+    ReservationPublic,
+)
 
 DEMO_CATALOG: dict[str, int] = {
     "SKU-001": 100,  # Notebook
@@ -48,7 +53,7 @@ def _public(reservation: Reservation, lines: list[ReservationLine]) -> Reservati
         id=reservation.id,
         checkout_id=reservation.checkout_id,
         status=reservation.status,
-        items=[ReservationLineIn(sku=line.sku, quantity=line.quantity) for line in lines],
+        items=[HeldLine(sku=line.sku, quantity=line.quantity) for line in lines],
         created_at=reservation.created_at,
         released_at=reservation.released_at,
     )

@@ -2,7 +2,10 @@
 
 Environment: ``PROXY_UPSTREAM`` (base URL), ``PROXY_DELAY_S`` and ``PROXY_DELAY`` (comma-separated
 ``METHOD /path-glob`` rules, e.g. ``POST /emails``): matching requests wait that long before being
-forwarded. Everything else passes straight through, so ``/readyz`` answers for the upstream.
+forwarded; ``PROXY_DELAY_TIMES`` (default: all) limits the delay to the first n of them. The body
+is read before the wait, so a held request still reaches the upstream after its client has given
+up, as a request queued in a slow service would. Everything else passes straight through, so
+``/readyz`` answers for the upstream.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def create_app() -> Starlette:
         for rule in os.environ.get("PROXY_DELAY", "").split(",")
         if rule.strip()
     ]
+    times = int(os.environ.get("PROXY_DELAY_TIMES", "-1"))
+    delayed = [0]
     clients: list[httpx.AsyncClient] = []
 
     @asynccontextmanager
@@ -40,19 +45,25 @@ def create_app() -> Starlette:
             yield
 
     async def forward(request: Request) -> Response:
+        body = await request.body()
         path = request.url.path
-        if any(
+        matches = any(
             request.method == method and fnmatch.fnmatchcase(path, glob) for method, glob in rules
-        ):
+        )
+        if matches and (times < 0 or delayed[0] < times):
+            delayed[0] += 1
             await anyio.sleep(delay_s)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        answer = await clients[0].request(
-            request.method,
-            request.url.path,
-            params=request.url.query,
-            content=await request.body(),
-            headers=headers,
-        )
+        try:
+            answer = await clients[0].request(
+                request.method,
+                request.url.path,
+                params=request.url.query,
+                content=body,
+                headers=headers,
+            )
+        except httpx.TransportError as exc:
+            return Response(f"upstream: {type(exc).__name__}", status_code=502)
         out = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP}
         return Response(answer.content, status_code=answer.status_code, headers=out)
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -165,12 +166,18 @@ async def test_the_checker_reports_checkouts_that_never_end(
 ) -> None:
     """A checkout still running at the deadline is a violation naming its steps."""
     async with faulty_suite(database_url, shutdown_grace_s=0) as (suite, faults):
-        faults["email"].add("POST", "/emails", "delay", delay=2)
+        faults["email"].add("POST", "/emails", "delay", delay=5)
         response = await suite.orchestrator.post(
             "/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"}
         )
         assert response.status_code == 202, response.text
         checkout_id = response.json()["id"]
+        with anyio.fail_after(10):
+            while True:
+                checkout = (await suite.orchestrator.get(f"/checkouts/{checkout_id}")).json()
+                if checkout["steps"][-1]["status"] == "running":
+                    break
+                await anyio.sleep(0.02)
 
         found = await violations(suite, wait_s=0.3)
 
