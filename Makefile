@@ -33,6 +33,12 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/checkout-suite demo
 
+## Benchmark (a few minutes; see BENCHMARKS.md): stand-ins, two non-durable baselines, the
+## orchestrator on SQLite and PostgreSQL; rewrites the results in BENCHMARKS.md. Options: BENCH_ARGS=--help.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .

@@ -12,12 +12,14 @@ from sqlalchemy import Engine
 
 from email_service.api import router
 from email_service.delivery import Mailer, build_mailer
-from email_service.models import EmailTable
+from email_service.migrations import HISTORY
 from email_service.settings import Settings
 from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
+from servicekit.logs import configure_logging
+from servicekit.observability import install_observability
 
 
 def _show_service_log() -> None:
@@ -46,12 +48,14 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     ``mailer`` replaces the one ``SMTP_URL`` selects (tests use it to hold a delivery open).
     """
     settings = settings or Settings()
+    # First, so the service's log goes to the suite's structured handler, not a handler of its own.
+    configure_logging()
     _show_service_log()
     # Built now, so a malformed SMTP_URL or EMAIL_FROM stops the process at start.
     chosen = mailer or build_mailer(
         smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s
     )
-    database = SyncDatabase(settings.database_url, EmailTable.metadata)
+    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -71,6 +75,7 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
+    install_observability(app, service="email")
     app.include_router(
         router, dependencies=[Depends(service_token_guard("email", settings.service_token))]
     )

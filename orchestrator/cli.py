@@ -394,6 +394,70 @@ def serve(
     uvicorn.run(service.app, factory=True, host=host, port=port)
 
 
+class MigrateTarget(StrEnum):
+    """What ``migrate`` upgrades: one service's database, or all four under ``--data-dir``."""
+
+    orchestrator = "orchestrator"
+    email = "email"
+    warehouse = "warehouse"
+    rewards = "rewards"
+    all = "all"
+
+
+def _migrate_one(name: str, url: str, revision: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from servicekit.migrations import current, upgrade
+
+    history = importlib.import_module(f"{SERVICES[name].package}.migrations").HISTORY
+    shown = make_url(url).render_as_string(hide_password=True)
+    before = upgrade(url, history, revision)
+    after = current(url, history)
+    change = "already there" if before == after else f"was {before or 'empty'}"
+    console.print(
+        f"[green]✓[/] {name}: {escape(shown)} at {after} ({change})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def migrate(
+    name: Annotated[
+        MigrateTarget, typer.Argument(help="The service whose database to upgrade, or all.")
+    ],
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DATABASE_URL",
+            help="The service's database (default: its own default, sqlite:///data/NAME.db).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="With all: the directory of the SQLite databases `up` uses.")
+    ] = Path("data"),
+    revision: Annotated[str, typer.Option(help="The revision to reach (one service).")] = "head",
+) -> None:
+    """Upgrade a database's schema to its latest migration without starting the service."""
+    if name is MigrateTarget.all:
+        if database_url is not None or revision != "head":
+            console.print(
+                "[red]Each service owns its database: run migrate NAME with its DATABASE_URL "
+                "(or --revision) per service; all upgrades the SQLite files under --data-dir.[/]"
+            )
+            raise typer.Exit(2)
+        targets = {n: f"sqlite:///{data_dir.resolve() / n}.db" for n in SERVICES}
+    else:
+        settings = importlib.import_module(f"{SERVICES[name.value].package}.settings")
+        targets = {name.value: database_url or settings.Settings().database_url}
+    try:
+        for service, url in targets.items():
+            _migrate_one(service, url, revision)
+    except Exception as exc:
+        console.print(f"[bold red]✗ migration failed: {type(exc).__name__}: {escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+
+
 # scenario, customer id, name, rewards member, sku, quantity, unit price
 DEMO_ORDERS = (
     ("member: earns points", "c-ada", "Ada Lovelace", True, "SKU-001", 2, "19.99"),

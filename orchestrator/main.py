@@ -9,25 +9,32 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
+import anyio
 import httpx
 from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
 from orchestrator.api import router
 from orchestrator.clients import ServiceClients, build_http_client
-from orchestrator.models import OrchestratorTable
+from orchestrator.migrations import HISTORY
 from orchestrator.ratelimit import CheckoutRateLimit
 from orchestrator.saga.crashpoints import CrashPoints
+from orchestrator.saga.metrics import SagaMetrics
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
 from orchestrator.saga.steps import build_steps
 from orchestrator.saga.supervisor import Supervisor
+from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.settings import Settings
 from orchestrator.store import Journal
+from orchestrator.ui import router as ui_router
 from servicekit.app import create_service_app
 from servicekit.auth import bearer_guard, split_secrets, warn_if_open
 from servicekit.db import create_async_db_engine
 from servicekit.health import health_router
+from servicekit.migrations import upgrade
+from servicekit.observability import install_observability
+from servicekit.tracing import instrument_client
 
 log = logging.getLogger("orchestrator")
 
@@ -63,19 +70,21 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        # Alembic runs synchronously: a short-lived sync engine, in a worker thread.
+        await anyio.to_thread.run_sync(upgrade, settings.database_url, HISTORY)
         engine = create_async_db_engine(settings.database_url)
-        async with engine.begin() as connection:
-            await connection.run_sync(OrchestratorTable.metadata.create_all)
         owner = f"{socket.gethostname()}:{os.getpid()}:{id(engine):x}"
         journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
         journals.append(journal)
         async with build_http_client(settings, transports) as client:
+            instrument_client(client, observability.tracer_provider)
             runner = SagaRunner(
                 journal,
                 build_steps(ServiceClients(client, settings)),
                 retry_policy(settings),
                 CrashPoints(settings.crash_points),
                 resume_delay_s=settings.resume_delay_s,
+                telemetry=SagaTelemetry(saga_metrics, observability.tracer_provider),
             )
             supervisor = Supervisor(
                 journal,
@@ -114,6 +123,8 @@ def create_app(
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
+    observability = install_observability(app, service="orchestrator")
+    saga_metrics = SagaMetrics(observability.registry)
     api_keys = split_secrets(settings.api_keys)
     warn_if_open("the orchestrator", "API_KEYS", api_keys)
     warn_if_open(
@@ -126,4 +137,5 @@ def create_app(
     )
     app.include_router(router, dependencies=[Depends(client_guard)])
     app.include_router(health_router(check_database))
+    app.include_router(ui_router)
     return app

@@ -10,12 +10,13 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 
 from rewards_service.api import router
-from rewards_service.models import RewardsTable
+from rewards_service.migrations import HISTORY
 from rewards_service.settings import Settings
 from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
+from servicekit.observability import install_observability
 
 
 class State(TypedDict):
@@ -25,7 +26,7 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the rewards app; settings come from the environment unless given."""
     settings = settings or Settings()
-    database = SyncDatabase(settings.database_url, RewardsTable.metadata)
+    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
+    install_observability(app, service="rewards")
     app.include_router(
         router, dependencies=[Depends(service_token_guard("rewards", settings.service_token))]
     )

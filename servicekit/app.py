@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from servicekit.bodyguard import DEFAULT_MAX_BODY_BYTES, BodyGuardMiddleware
-from servicekit.problems import Problem, install_problem_handlers
+from servicekit.problems import Problem, install_problem_handlers, status_title
 
 
 def create_service_app(
@@ -54,6 +54,11 @@ def _errors_as_problems(schema: dict[str, Any]) -> None:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
+            if "requestBody" in operation:  # BodyGuardMiddleware answers these for every body
+                for status in ("413", "415", "422"):
+                    operation["responses"].setdefault(
+                        status, {"description": status_title(int(status))}
+                    )
             for status, response in operation.get("responses", {}).items():
                 if status[:1] in ("4", "5"):
                     response["content"] = problem

@@ -1,4 +1,5 @@
-"""ASGI middleware that refuses oversized bodies (413) and non-JSON bodies (415) before any handler runs.
+"""ASGI middleware that refuses oversized bodies (413), non-JSON bodies (415) and bodies that are not
+text (422) before any handler runs.
 
 It buffers the body (it is small by definition) so a refusal is a clean answer, never a reset
 connection, and so no handler ever sees half a body.
@@ -24,8 +25,18 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def _is_text(body: bytes) -> bool:
+    """Whether ``body`` decodes as JSON text (UTF-8, or UTF-16/32 as ``json.loads`` detects)."""
+    try:
+        body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class BodyGuardMiddleware:
-    """Answer 413 for bodies over ``max_body_bytes`` and 415 for non-JSON bodies on POST/PUT/PATCH."""
+    """Answer 413 for bodies over ``max_body_bytes``, 415 for non-JSON and 422 for undecodable
+    bodies on POST/PUT/PATCH."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
@@ -58,6 +69,15 @@ class BodyGuardMiddleware:
                 send, 415, "The body must be JSON, sent with Content-Type: application/json."
             )
             return
+        if body and not _is_text(bytes(body)):
+            # FastAPI would answer an undocumented 400; it is malformed JSON like any other: 422.
+            await self._refuse(
+                send,
+                422,
+                "The body is not valid JSON: its bytes are not Unicode text.",
+                errors=[{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}],
+            )
+            return
 
         replayed = False
 
@@ -71,12 +91,13 @@ class BodyGuardMiddleware:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(send: Send, status: int, detail: str) -> None:
+    async def _refuse(send: Send, status: int, detail: str, **extensions: Any) -> None:
         payload: dict[str, Any] = {
             "type": "about:blank",
             "title": status_title(status),
             "status": status,
             "detail": detail,
+            **extensions,
         }
         raw = json.dumps(payload).encode()
         await send(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
@@ -19,7 +19,6 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
-    MetaData,
     TypeDecorator,
     create_engine,
     event,
@@ -28,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from servicekit.migrations import MigrationHistory
 
 _SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -138,11 +140,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class SyncDatabase:
-    """A service's synchronous engine for the app's lifetime, with its tables and readiness check."""
+    """A service's synchronous engine for the app's lifetime, with its schema and readiness check."""
 
-    def __init__(self, url: str, metadata: MetaData) -> None:
+    def __init__(self, url: str, history: MigrationHistory) -> None:
         self.url = url
-        self.metadata = metadata
+        self.history = history
         self._engine: Engine | None = None
 
     @property
@@ -152,9 +154,11 @@ class SyncDatabase:
         return self._engine
 
     def open(self) -> Engine:
-        """Create the engine and any missing table."""
+        """Create the engine and bring the schema to its latest migration."""
+        from servicekit.migrations import upgrade  # it builds on this module
+
         self._engine = create_sync_engine(self.url)
-        self.metadata.create_all(self._engine)
+        upgrade(self._engine, self.history)
         return self._engine
 
     def close(self) -> None:

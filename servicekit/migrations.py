@@ -3,13 +3,14 @@
 A service declares a ``MigrationHistory`` (its ``migrations/`` directory, holding ``env.py`` and
 ``versions/``, its own version table, its table metadata) and calls ``upgrade`` at start; there is
 no ``alembic.ini``: the Alembic ``Config`` is built here. Each history has a version table of its
-own (``alembic_version_<service>``), so services sharing one database never collide.
+own (``alembic_version_<service>``), so two histories never read each other's revision.
 
 An upgrade is one transaction, serialised between processes: on PostgreSQL under a transaction
 advisory lock keyed on the version table (two replicas starting at once: the second waits, then
 finds the schema at head and does nothing); on SQLite by the write lock ``BEGIN IMMEDIATE`` takes.
 A database whose tables were made by ``create_all`` before the service had migrations is adopted:
-it is stamped at the first revision, which creates exactly those tables, then upgraded.
+it is stamped at the first revision, which creates exactly those tables, then upgraded (this
+assumes the database is the service's own, as each service's is).
 
 A new revision: ``revision(database_url, HISTORY, "what it does")`` against a database at head
 writes ``versions/<id>_<slug>.py`` from the difference between it and the models; review it.
@@ -24,11 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
+from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, String, TypeDecorator, inspect, text
 from sqlmodel.sql.sqltypes import AutoString
@@ -65,7 +67,7 @@ def config(history: MigrationHistory, connection: Connection | None = None) -> C
     return cfg
 
 
-def _render_item(type_: str, obj: Any, _autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, _autogen_context: AutogenContext) -> str | Literal[False]:
     """Render the kit's column types as plain SQLAlchemy ones, so revisions import no app code."""
     if type_ == "type" and isinstance(obj, TypeDecorator):
         return f"sa.{obj.impl_instance!r}"
@@ -103,7 +105,9 @@ def _locked(engine: Engine, history: MigrationHistory) -> Iterator[Connection]:
     with _PROCESS_LOCK, engine.connect() as connection, connection.begin():
         # On SQLite the kit's engines BEGIN IMMEDIATE: this transaction already holds the write lock.
         if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": history.lock_key})
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": history.lock_key}
+            )
         yield connection
 
 
@@ -124,17 +128,24 @@ def _adopt(connection: Connection, cfg: Config, history: MigrationHistory) -> No
     command.stamp(cfg, base)
 
 
-def upgrade(database: str | Engine, history: MigrationHistory, revision: str = "head") -> None:
+def upgrade(
+    database: str | Engine, history: MigrationHistory, revision: str = "head"
+) -> str | None:
     """Bring the database (a URL, or an engine of the kit) to ``revision``; a no-op when there.
 
-    A URL gets a short-lived synchronous engine, disposed before returning.
+    Returns the revision it found under the lock (None: an empty database). A URL gets a
+    short-lived synchronous engine, disposed before returning.
     """
     engine = create_sync_engine(database) if isinstance(database, str) else database
     try:
         with _locked(engine, history) as connection:
             cfg = config(history, connection)
             _adopt(connection, cfg, history)
+            found = MigrationContext.configure(
+                connection, opts={"version_table": history.version_table}
+            ).get_current_revision()
             command.upgrade(cfg, revision)
+            return found
     finally:
         if isinstance(database, str):
             engine.dispose()
@@ -144,12 +155,11 @@ def current(database: str | Engine, history: MigrationHistory) -> str | None:
     """The revision the database is at (None before the first upgrade)."""
     engine = create_sync_engine(database) if isinstance(database, str) else database
     try:
-        with _PROCESS_LOCK, engine.connect() as connection:
-            cfg = config(history, connection)
-            script = ScriptDirectory.from_config(cfg)
-            with EnvironmentContext(cfg, script) as env:
-                env.configure(connection=connection, version_table=history.version_table)
-                return env.get_context().get_current_revision()
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"version_table": history.version_table}
+            )
+            return context.get_current_revision()
     finally:
         if isinstance(database, str):
             engine.dispose()

@@ -14,9 +14,10 @@ from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
+from servicekit.observability import install_observability
 from warehouse_service import store
 from warehouse_service.api import router
-from warehouse_service.models import WarehouseTable
+from warehouse_service.migrations import HISTORY
 from warehouse_service.settings import Settings
 
 
@@ -27,7 +28,7 @@ class State(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the warehouse app; settings come from the environment unless given."""
     settings = settings or Settings()
-    database = SyncDatabase(settings.database_url, WarehouseTable.metadata)
+    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "health", "description": "Liveness and readiness probes."},
         ],
     )
+    install_observability(app, service="warehouse")
     app.include_router(
         router, dependencies=[Depends(service_token_guard("warehouse", settings.service_token))]
     )

@@ -18,7 +18,6 @@ unknown (its call may have been applied) is first settled by reading the service
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,9 +28,8 @@ from orchestrator.models import Checkout, Step, utcnow
 from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.store import CancelRequestedError, Journal
-
-log = logging.getLogger("orchestrator.saga")
 
 FORWARD_DONE, FORWARD_FAILED, FORWARD_PARKED = "done", "failed", "parked"
 
@@ -59,15 +57,21 @@ class SagaRunner:
         crash_points: CrashPoints | None = None,
         *,
         resume_delay_s: float = 30.0,
+        telemetry: SagaTelemetry | None = None,
     ) -> None:
         self.journal = journal
         self.steps = steps
         self.policy = policy
         self.crash = crash_points or CrashPoints()
         self.resume_delay_s = resume_delay_s
+        self.telemetry = telemetry or SagaTelemetry()
 
     async def drive(self, checkout_id: uuid.UUID, token: int) -> None:
         """Take the checkout from wherever its journal stands to completed, failed or parked."""
+        with self.telemetry.driving(checkout_id):
+            await self._drive(checkout_id, token)
+
+    async def _drive(self, checkout_id: uuid.UUID, token: int) -> None:
         loaded = await self.journal.load(checkout_id)
         if loaded is None:
             return
@@ -85,11 +89,11 @@ class SagaRunner:
                 return
             if outcome == FORWARD_DONE:
                 await self.journal.record(checkout_id, token, checkout={"status": "completed"})
-                log.info("checkout %s completed", checkout_id)
+                self.telemetry.checkout_finished(checkout_id, "completed")
                 return
         await self._compensate(ctx, order, by_name, token)
         await self.journal.record(checkout_id, token, checkout={"status": "failed"})
-        log.info("checkout %s failed and was compensated", checkout_id)
+        self.telemetry.checkout_finished(checkout_id, "failed")
 
     async def _forward(
         self,
@@ -129,11 +133,8 @@ class SagaRunner:
                 if deadline_at is None or time.time() < deadline_at:
                     until = time.time() + self.resume_delay_s
                     await self.journal.park(checkout_id, token, until=until)
-                    log.warning(
-                        "checkout %s parked: step %s keeps failing (%s)",
-                        checkout_id,
-                        name,
-                        exc.detail,
+                    self.telemetry.checkout_parked(
+                        checkout_id, step=name, attempt=row.attempts, detail=exc.detail, until=until
                     )
                     return FORWARD_PARKED
                 await self._fail(
@@ -173,7 +174,7 @@ class SagaRunner:
         await self.journal.record(
             checkout_id, token, checkout={"error": json.dumps(failure)}, step=step
         )
-        log.info("checkout %s fails: %s", checkout_id, failure.get("detail"))
+        self.telemetry.checkout_failing(checkout_id, failure, row.attempts if row else None)
 
     async def _attempt(
         self, step: SagaStep, ctx: SagaContext, row: Step, token: int, policy: RetryPolicy
@@ -226,17 +227,16 @@ class SagaRunner:
         """One call to a service; a transient error is journaled on the step, then re-raised."""
         self.crash.reach(f"{step.name}:before_{phase}")
         try:
-            outcome = await call(ctx)
+            with self.telemetry.step_call(ctx.checkout_id, step.name, phase, row.attempts):
+                outcome = await call(ctx)
         except StepTransientError as exc:
-            log.warning(
-                "checkout %s: step %s %s (attempt %s): %s",
-                ctx.checkout_id,
-                step.name,
-                phase,
-                row.attempts,
-                exc.detail,
+            # A compensation's error joins the step's forward error rather than replacing it: after
+            # a restart, that forward error is what says the step may have taken effect.
+            error = (
+                exc.as_json()
+                if phase == "call"
+                else {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
             )
-            error = exc.as_json() if phase == "call" else {"compensation": exc.as_json()}
             await self.journal.record(
                 uuid.UUID(ctx.checkout_id),
                 token,
@@ -290,13 +290,18 @@ class SagaRunner:
                     )
         except StepRefusedError as exc:
             # A compensation the service refuses cannot succeed by retrying; record it for an operator.
-            log.error(
-                "checkout %s: compensation of %s refused: %s", checkout_id, step.name, exc.detail
-            )
+            self.telemetry.compensation_abandoned(checkout_id, step.name, exc)
             await self.journal.record(
                 checkout_id,
                 token,
-                step=(step.name, {"error": json.dumps({"compensation": exc.as_json()})}),
+                step=(
+                    step.name,
+                    {
+                        "error": json.dumps(
+                            {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
+                        )
+                    },
+                ),
             )
             return
         row.status, row.result = "compensated", json.dumps(undone)

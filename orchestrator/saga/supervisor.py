@@ -7,7 +7,6 @@ does not cancel its checkout, and under ``ASGITransport`` a 202 is answered befo
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,8 +16,9 @@ from anyio.abc import TaskGroup
 
 from orchestrator.saga.runner import SagaRunner
 from orchestrator.store import Journal, LeaseLostError
+from servicekit.logs import get_logger
 
-log = logging.getLogger("orchestrator.supervisor")
+log = get_logger("orchestrator.supervisor")
 RECOVERY_BATCH = 50
 
 
@@ -61,10 +61,12 @@ class Supervisor:
         try:
             await self.runner.drive(checkout_id, token)
         except LeaseLostError as exc:
-            log.warning("stopped driving checkout %s: %s", checkout_id, exc)
+            log.warning(
+                "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)
+            )
         except Exception:
             # Left unfinished: its lease expires and the recovery loop (here or elsewhere) retries it.
-            log.exception("checkout %s: saga interrupted by an unexpected error", checkout_id)
+            log.exception("saga interrupted", checkout_id=str(checkout_id), outcome="error")
         finally:
             self._in_flight.pop(checkout_id, None)
             finished = self._finished.pop(checkout_id, None)
@@ -79,7 +81,12 @@ class Supervisor:
                 continue
             token = await self.journal.claim(checkout_id)
             if token is not None:
-                log.info("resuming checkout %s (lease %s)", checkout_id, token)
+                log.info(
+                    "checkout resumed",
+                    checkout_id=str(checkout_id),
+                    lease=token,
+                    outcome="recovered",
+                )
                 self.start(checkout_id, token)
                 claimed += 1
         return claimed
@@ -89,7 +96,7 @@ class Supervisor:
             try:
                 await self.recover_once()
             except Exception:
-                log.exception("recovery pass failed; trying again")
+                log.exception("recovery pass failed; trying again", outcome="error")
             await anyio.sleep(self.recovery_interval_s)
 
     @asynccontextmanager
@@ -114,5 +121,9 @@ class Supervisor:
                 try:
                     await self.journal.let_go(checkout_id, token)
                 except Exception:
-                    log.exception("could not hand back checkout %s", checkout_id)
+                    log.exception(
+                        "could not hand back checkout",
+                        checkout_id=str(checkout_id),
+                        outcome="error",
+                    )
         self._group = None

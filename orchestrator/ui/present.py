@@ -33,11 +33,17 @@ _AXIS_STEPS = [m * 10.0**e for e in range(-3, 2) for m in (1, 2, 5)] + [
 _MAX_TICKS = 6
 
 
-def when(moment: datetime | None) -> str:
-    """A timestamp as people read it, in UTC to the millisecond."""
+def when(moment: datetime | None, style: str = "full") -> str:
+    """A UTC timestamp as people read it: ``full`` to the millisecond, ``seconds`` without the
+    milliseconds and the zone, ``clock`` the time of day to the millisecond."""
     if moment is None:
         return "–"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    utc = moment.astimezone(UTC)
+    if style == "seconds":
+        return utc.strftime("%Y-%m-%d %H:%M:%S")
+    if style == "clock":
+        return utc.strftime("%H:%M:%S.%f")[:-3]
+    return utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
 def duration(seconds: float) -> str:
@@ -69,20 +75,30 @@ def error_text(error: dict[str, Any] | None) -> str:
     return f"{detail} ({', '.join(extras)})" if extras else detail
 
 
-def reason(checkout: CheckoutPublic) -> str:
-    """Why a checkout failed, or what an unfinished one waits for; empty once completed."""
+def reason(checkout: CheckoutPublic, *, brief: bool = False) -> str:
+    """Why a checkout failed, or what an unfinished one waits for; empty once completed.
+
+    ``brief`` (the list) leaves out the problem type, which the checkout's page shows.
+    """
     if checkout.status == "failed" and checkout.error:
         if checkout.error.get("kind") == "cancelled":
             return f"Cancelled: {checkout.error.get('detail') or 'by an operator'}"
         step = checkout.error.get("step")
-        text = error_text(checkout.error)
+        shown = {k: v for k, v in checkout.error.items() if not (brief and k == "problem_type")}
+        text = error_text(shown)
         return f"{step} failed: {text}" if step else text
     if checkout.waiting is not None:
-        text = checkout.waiting.reason.replace("; resumes at next_attempt_at", "")
+        text = checkout.waiting.reason
         if checkout.waiting.next_attempt_at is not None:
-            text += f"; next attempt {when(checkout.waiting.next_attempt_at)}"
+            text = text.replace("next_attempt_at", when(checkout.waiting.next_attempt_at))
         return text
     return ""
+
+
+def parked(checkout: CheckoutPublic, now: datetime) -> bool:
+    """Whether the checkout sleeps until a later attempt (nobody is calling a service for it)."""
+    waiting = checkout.waiting
+    return bool(waiting and waiting.next_attempt_at and waiting.next_attempt_at > now)
 
 
 def compensated_steps(checkout: CheckoutPublic) -> list[str]:
@@ -105,6 +121,7 @@ class Lane:
     step: StepPublic
     bar: Span | None  # started_at → finished_at (→ now while running)
     running: bool
+    wait: Span | None  # parked: from the last attempt until now
     attempt_ticks: list[float]  # where attempts 2…n begin, in percent of the bar (even split)
     point: float | None  # a step that never ran (skipped): when that was decided
     compensation: float | None  # when its effect was undone
@@ -128,12 +145,13 @@ def _axis_step(span_s: float) -> float:
     return next((s for s in _AXIS_STEPS if span_s / s <= _MAX_TICKS), _AXIS_STEPS[-1])
 
 
-def _offset_label(seconds: float, step: float) -> str:
-    if step < 1:
+def _offset_label(seconds: float, span_s: float) -> str:
+    """An axis label in the unit of the whole span: ms under 2 s, then s, min, h."""
+    if span_s < 2:
         return f"+{seconds * 1000:g} ms"
-    if step < 60:
+    if span_s < 120:
         return f"+{seconds:g} s"
-    if step < 3600:
+    if span_s < 7200:
         return f"+{seconds / 60:g} min"
     return f"+{seconds / 3600:g} h"
 
@@ -170,21 +188,26 @@ def timeline(checkout: CheckoutPublic, now: datetime | None = None) -> Timeline:
     def pct(moment: datetime) -> float:
         return round(min(max((moment - start).total_seconds() / span_s, 0.0), 1.0) * 100, 3)
 
+    sleeping = parked(checkout, now)
     lanes = []
     for step in checkout.steps:
-        bar = link = None
+        bar = link = wait = None
         point = compensation = None
         ticks: list[float] = []
         running = step.started_at is not None and step.finished_at is None
         took = ""
         if step.started_at is not None:
             until = step.finished_at or (now if unfinished else end)
+            if running and sleeping:
+                # Parked: its last attempt ended when the checkout was parked (its last write).
+                until = max(checkout.updated_at, step.started_at)
+                wait = Span(pct(until), round(max(100 - pct(until), 0.0), 3))
             left = pct(step.started_at)
             bar = Span(left, round(max(pct(until) - left, 0.0), 3))
             ticks = [round(100 * k / step.attempts, 3) for k in range(1, step.attempts)]
             took = duration((until - step.started_at).total_seconds())
             if running:
-                took += " so far"
+                took = f"{took}, then parked" if sleeping else f"{took} so far"
         elif step.finished_at is not None:
             point = pct(step.finished_at)
         if step.compensated_at is not None:
@@ -192,14 +215,16 @@ def timeline(checkout: CheckoutPublic, now: datetime | None = None) -> Timeline:
             if bar is not None:
                 link = Span(bar.left + bar.width, max(compensation - bar.left - bar.width, 0.0))
         lanes.append(
-            Lane(step, bar, running, ticks, point, compensation, link, took, _hover(step))
+            Lane(step, bar, running, wait, ticks, point, compensation, link, took, _hover(step))
         )
     step_s = _axis_step(span_s)
     count = math.floor(span_s / step_s + 1e-9)
     ticks_axis = [
-        (round(100 * k * step_s / span_s, 3), _offset_label(round(k * step_s, 6), step_s))
+        (round(100 * k * step_s / span_s, 3), _offset_label(round(k * step_s, 6), span_s))
         for k in range(count + 1)
     ]
+    if unfinished:  # leave room for the "now" label at the right end
+        ticks_axis = [tick for tick in ticks_axis if tick[0] <= 90]
     return Timeline(
         lanes=lanes,
         ticks=ticks_axis,

@@ -1,4 +1,4 @@
-"""In-memory warehouse, rewards and email for saga runner tests, and steps over them.
+"""In-memory warehouse, rewards and email for saga runner tests, with scripted faults.
 
 The fakes keep the services' idempotency contract: a mutating call's first answer is stored
 under its Idempotency-Key and replayed to every repeat, and each effect exists once per natural
@@ -8,6 +8,8 @@ repeat of a key already applied is answered with the stored answer instead.
 
 Every call first takes the next fault of a ``FaultPlan`` for its (service, action); calls past the
 end of the plan succeed, so the steps and compensations the runner retries forever do end.
+``Fault.CANCEL`` is an operator asking to cancel the checkout while the call is in flight (the
+call itself then succeeds).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import copy
 import enum
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ import anyio
 
 from orchestrator.clients import StepRefusedError, StepTransientError
 from orchestrator.saga.crashpoints import CrashPoints
-from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.saga.steps import Outcome
 
 SERVICES = ("warehouse", "rewards", "email")
 ACTIONS = ("execute", "settle", "compensate")
@@ -40,12 +42,13 @@ class Fault(enum.StrEnum):
     REFUSE = "refuse"  # a business refusal (4xx); forward calls of warehouse and rewards only
     CRASH_BEFORE = "crash_before"  # the orchestrator dies before the service applies the call
     CRASH_AFTER = "crash_after"  # the orchestrator dies after the service applied the call
+    CANCEL = "cancel"  # an operator asks to cancel the checkout during the call, which succeeds
 
 
 class FaultPlan:
     """Faults to inject per (service, action), one per call; calls beyond the list succeed."""
 
-    def __init__(self, faults: dict[tuple[str, str], Iterable[Fault]] | None = None) -> None:
+    def __init__(self, faults: Mapping[tuple[str, str], Iterable[Fault]] | None = None) -> None:
         self.queues = {key: list(queue) for key, queue in (faults or {}).items()}
         self.taken: list[tuple[str, str, Fault]] = []
 
@@ -89,6 +92,7 @@ class FakeServices:
         default_factory=dict
     )  # (effect, natural key) → keys
     calls: int = 0
+    operator_cancel: Callable[[], Awaitable[object]] | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def state(self) -> Any:
@@ -112,7 +116,7 @@ class FakeServices:
         await anyio.lowlevel.checkpoint()
         self.calls += 1
         self.keys.setdefault(effect, set()).add(key)
-        fault = self.plan.next(service, action)
+        fault = await self._fault(service, action)
         if fault is Fault.CRASH_BEFORE:
             raise Crash(f"{service} {action} {key}: before the call")
         if fault is Fault.TRANSIENT:
@@ -130,10 +134,18 @@ class FakeServices:
             )
         return copy.deepcopy(stored)
 
+    async def _fault(self, service: str, action: str) -> Fault:
+        fault = self.plan.next(service, action)
+        if fault is Fault.CANCEL:
+            assert self.operator_cancel is not None
+            await self.operator_cancel()
+            return Fault.OK
+        return fault
+
     async def _read(self, service: str) -> None:
         await anyio.lowlevel.checkpoint()
         self.calls += 1
-        fault = self.plan.next(service, "settle")
+        fault = await self._fault(service, "settle")
         if fault in (Fault.CRASH_BEFORE, Fault.CRASH_AFTER):
             raise Crash(f"{service} settle")
         if fault is not Fault.OK:
@@ -197,8 +209,8 @@ class FakeServices:
                 if existing[0]["points"] != points:
                     raise StepRefusedError("credited with other points", http_status=409)
                 return 200, dict(existing[0])
-            credit = {"id": self._new_id("tx"), "checkout_id": checkout_id, "points": points}
-            credit |= {"kind": "credit", "reverses_id": None}
+            credit: dict[str, Any] = {"id": self._new_id("tx"), "checkout_id": checkout_id}
+            credit |= {"points": points, "kind": "credit", "reverses_id": None}
             self.transactions[credit["id"]] = credit
             self._applied("credit", checkout_id)
             return 201, dict(credit)
@@ -259,106 +271,3 @@ class FakeServices:
         await self._read("email")
         found = self.emails_of(checkout_id, template)
         return dict(found[0]) if found else None
-
-
-class FakeWarehouseStep:
-    """The warehouse step over the fakes: reserve, settle by checkout, release."""
-
-    name = "warehouse"
-    kind = StepKind.COMPENSATABLE
-
-    def __init__(self, services: FakeServices) -> None:
-        self.services = services
-
-    def applies(self, _ctx: SagaContext) -> bool:
-        return True
-
-    async def execute(self, ctx: SagaContext) -> Outcome:
-        status, reservation = await self.services.reserve(
-            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "reserve")
-        )
-        return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
-
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_reservation(checkout_id=ctx.checkout_id)
-        return {"reservation_id": found["id"], "status": found["status"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reservation = await self.services.release(
-            reservation_id=result["reservation_id"], key=ctx.key(self.name, "release")
-        )
-        return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
-
-
-class FakeRewardsStep:
-    """The rewards step over the fakes: credit members only, settle by checkout, reverse."""
-
-    name = "rewards"
-    kind = StepKind.COMPENSATABLE
-
-    def __init__(self, services: FakeServices) -> None:
-        self.services = services
-
-    def applies(self, ctx: SagaContext) -> bool:
-        return bool(ctx.customer.get("rewards_member"))
-
-    async def execute(self, ctx: SagaContext) -> Outcome:
-        status, credit = await self.services.credit(
-            checkout_id=ctx.checkout_id, points=ctx.points, key=ctx.key(self.name, "credit")
-        )
-        return status, {"transaction_id": credit["id"], "points": credit["points"]}
-
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_credit(checkout_id=ctx.checkout_id)
-        return {"transaction_id": found["id"], "points": found["points"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reversal = await self.services.reverse(
-            transaction_id=result["transaction_id"], key=ctx.key(self.name, "reverse")
-        )
-        return status, {"transaction_id": result["transaction_id"], "reversal_id": reversal["id"]}
-
-
-class FakeEmailStep:
-    """The email step over the fakes: confirm (retried forever), settle, send the cancellation."""
-
-    name = "email"
-    kind = StepKind.RETRIABLE
-
-    def __init__(self, services: FakeServices) -> None:
-        self.services = services
-
-    def applies(self, _ctx: SagaContext) -> bool:
-        return True
-
-    async def execute(self, ctx: SagaContext) -> Outcome:
-        status, message = await self.services.send_email(
-            checkout_id=ctx.checkout_id,
-            template="order_confirmation",
-            key=ctx.key(self.name, "confirmation"),
-        )
-        return status, {"email_id": message["id"], "status": message["status"]}
-
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_email(
-            checkout_id=ctx.checkout_id, template="order_confirmation"
-        )
-        return {"email_id": found["id"], "status": found["status"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, message = await self.services.send_email(
-            checkout_id=ctx.checkout_id,
-            template="order_cancelled",
-            key=ctx.key(self.name, "cancellation"),
-        )
-        return status, {"email_id": result["email_id"], "cancellation_email_id": message["id"]}
-
-
-def fake_steps(services: FakeServices) -> dict[str, SagaStep]:
-    """The three steps over ``services``, by name."""
-    steps: list[SagaStep] = [
-        FakeWarehouseStep(services),
-        FakeRewardsStep(services),
-        FakeEmailStep(services),
-    ]
-    return {step.name: step for step in steps}

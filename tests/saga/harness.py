@@ -2,12 +2,16 @@
 
 A crash (``Crash`` raised by a fake or a crash point) ends that replica; another replica with its
 own owner takes the checkout over once the lease expires (``Journal.claim``) and drives it again.
-At each takeover the dead owner's late write must be refused (fencing).
+A parked checkout (a step kept failing transiently) is claimed again at once (the runner resumes
+parked checkouts after ``resume_delay_s=0``). At each takeover the previous owner's late write
+must be refused (fencing). Between drives, the clock may pass the checkout's deadline and an
+operator may ask to cancel it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -18,7 +22,9 @@ from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 
 from orchestrator.models import Checkout, OrchestratorTable, Step
 from orchestrator.saga.crashpoints import CrashPoints
@@ -26,12 +32,13 @@ from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
 from orchestrator.store import Journal, LeaseLostError
 from servicekit.db import create_async_db_engine
-from tests.saga.fakes import Crash, FakeServices, fake_steps
+from tests.saga.fake_steps import fake_steps
+from tests.saga.fakes import Crash, FakeServices
 
 POLICY = RetryPolicy(max_attempts=3, deadline_s=None, initial_delay_s=0, max_delay_s=0, jitter_s=0)
 # Short enough that a successor waits a few milliseconds for a dead replica's lease to lapse.
-LEASE_TTL_S = 0.005
-MAX_CRASHES = 100
+LEASE_TTL_S = 0.002
+MAX_INTERRUPTIONS = 200
 
 
 @asynccontextmanager
@@ -46,7 +53,7 @@ async def journal_engine(path: Path) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-def new_checkout(*, member: bool, order: list[str]) -> Checkout:
+def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -> Checkout:
     """A checkout row filled as ``orchestrator.api._new_checkout`` fills it: 2 x 19.99 USD."""
     customer: dict[str, Any] = {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace"}
     customer["rewards_member"] = member
@@ -59,12 +66,13 @@ def new_checkout(*, member: bool, order: list[str]) -> Checkout:
         total_cents=3998,
         points=39 if member else 0,
         step_order=",".join(order),
+        deadline_at=deadline_at,
     )
 
 
 @dataclass
 class Run:
-    """One checkout's journey: its id, the replica driving it now, and how many died on the way."""
+    """One checkout's journey: the replica driving it now and what happened on the way."""
 
     engine: AsyncEngine
     services: FakeServices
@@ -72,11 +80,18 @@ class Run:
     journal: Journal
     token: int
     crash_points: CrashPoints
+    member: bool
+    deadline_after_parks: int | None = None  # the clock passes the deadline after that many parks
+    cancel_at: int | None = None  # an operator cancels after that many interruptions
     crashes: list[str] = field(default_factory=list)
+    parks: int = 0
+    cancels: list[bool] = field(default_factory=list)  # whether each cancel request was accepted
+    deadline_passed: bool = False
 
     def runner(self, journal: Journal | None = None) -> SagaRunner:
+        steps = fake_steps(self.services)
         return SagaRunner(
-            journal or self.journal, fake_steps(self.services), POLICY, self.crash_points
+            journal or self.journal, steps, POLICY, self.crash_points, resume_delay_s=0
         )
 
     async def load(self) -> tuple[Checkout, list[Step]]:
@@ -90,48 +105,79 @@ class Run:
         rows = sorted((s.model_dump() for s in steps), key=lambda s: s["position"])
         return checkout.model_dump(), rows
 
+    async def request_cancel(self) -> bool:
+        """An operator asks to cancel (accepted only before the pivot)."""
+        accepted = await self.journal.request_cancel(self.checkout_id)
+        self.cancels.append(accepted)
+        return accepted
+
+    async def pass_deadline(self) -> None:
+        """The clock passes the checkout's deadline."""
+        async with self.journal.session() as session:
+            await session.execute(
+                update(Checkout)
+                .where(col(Checkout.id) == self.checkout_id)
+                .values(deadline_at=time.time() - 1)
+            )
+            await session.commit()
+        self.deadline_passed = True
+
+    async def between_drives(self) -> None:
+        interruptions = len(self.crashes) + self.parks
+        assert interruptions <= MAX_INTERRUPTIONS, "the saga never ends"
+        if self.deadline_after_parks == self.parks and not self.deadline_passed:
+            await self.pass_deadline()
+        if self.cancel_at == interruptions:
+            await self.request_cancel()
+
     async def drive_to_the_end(self) -> None:
-        """Drive until the runner returns, handing the checkout to a new replica after each crash."""
+        """Drive until terminal: a new replica takes over after each crash and each park."""
+        self.services.operator_cancel = self.request_cancel
+        await self.between_drives()
         while True:
             try:
                 await self.runner().drive(self.checkout_id, self.token)
-                return
             except Crash as crash:
                 self.crashes.append(str(crash))
-                assert len(self.crashes) <= MAX_CRASHES, "the saga never ends"
-                await self.take_over()
+            else:
+                checkout, _ = await self.load()
+                if checkout.status in ("completed", "failed"):
+                    return
+                # Parked: unfinished, lease given up, due again at next_attempt_at.
+                assert checkout.status == "running"
+                assert checkout.error is None
+                assert (checkout.lease_owner, checkout.lease_expires_at) == (None, None)
+                assert checkout.next_attempt_at is not None
+                self.parks += 1
+            await self.between_drives()
+            await self.take_over()
 
     async def take_over(self) -> None:
-        """A new replica claims the checkout once the lease lapses; the dead owner is fenced out."""
-        dead, dead_token = self.journal, self.token
-        successor = Journal(
-            self.engine, owner=f"replica-{len(self.crashes)}", lease_ttl_s=LEASE_TTL_S
-        )
+        """A new replica claims the checkout once it is due; the previous owner is fenced out."""
+        previous, previous_token = self.journal, self.token
+        owner = f"replica-{len(self.crashes) + self.parks}"
+        successor = Journal(self.engine, owner=owner, lease_ttl_s=LEASE_TTL_S)
         with anyio.fail_after(5):
             while (token := await successor.claim(self.checkout_id)) is None:
                 await anyio.sleep(LEASE_TTL_S)
-        assert token == dead_token + 1
+        assert token == previous_token + 1
         self.journal, self.token = successor, token
         before = await self.snapshot()
         with pytest.raises(LeaseLostError):
-            await dead.record(
+            await previous.record(
                 self.checkout_id,
-                dead_token,
+                previous_token,
                 checkout={"status": "failed", "error": None},
-                step=(next(iter(before[1]))["name"], {"status": "pending"}),
+                step=(before[1][0]["name"], {"status": "pending"}),
             )
         assert await self.snapshot() == before
 
     async def replay(self) -> None:
         """Drive the terminal checkout again, as its last owner and as a new replica: no change."""
-        before, services_before, calls = (
-            await self.snapshot(),
-            self.services.state(),
-            self.services.calls,
-        )
+        before, services_before = await self.snapshot(), self.services.state()
+        calls = self.services.calls
         await self.runner().drive(self.checkout_id, self.token)
         late = Journal(self.engine, owner="replica-late", lease_ttl_s=LEASE_TTL_S)
-        await anyio.sleep(LEASE_TTL_S * 2)
         assert await late.claim(self.checkout_id) is None
         await self.runner(late).drive(self.checkout_id, self.token + 1)
         assert await self.snapshot() == before
@@ -146,18 +192,39 @@ async def start(
     member: bool,
     order: list[str],
     crash_points: CrashPoints | None = None,
+    deadline_after_parks: int | None = None,
+    cancel_at: int | None = None,
 ) -> Run:
-    """Record a new checkout, leased to replica-0 with token 1."""
+    """Record a new checkout (deadline in an hour), leased to replica-0 with token 1."""
     journal = Journal(engine, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
-    checkout = await journal.create(new_checkout(member=member, order=order), order)
+    checkout = new_checkout(member=member, order=order, deadline_at=time.time() + 3600)
+    await journal.create(checkout, order)
     assert checkout.lease_token == 1
-    return Run(engine, services, checkout.id, journal, 1, crash_points or CrashPoints())
+    return Run(
+        engine,
+        services,
+        checkout.id,
+        journal,
+        1,
+        crash_points or CrashPoints(),
+        member,
+        deadline_after_parks,
+        cancel_at,
+    )
 
 
-async def assert_saga_invariants(run: Run, *, member: bool) -> None:
+def _effect_exists(services: FakeServices, checkout_id: str, step: str) -> bool:
+    if step == "warehouse":
+        return bool(services.reservations_of(checkout_id))
+    if step == "rewards":
+        return bool(services.transactions_of(checkout_id, "credit"))
+    return bool(services.emails_of(checkout_id, "order_confirmation"))
+
+
+async def assert_saga_invariants(run: Run) -> None:
     """Everything a terminal checkout promises, in the journal and in the services."""
     checkout, steps = await run.load()
-    services, cid = run.services, str(run.checkout_id)
+    services, cid, member = run.services, str(run.checkout_id), run.member
     by_name = {s.name: s for s in steps}
     order = [s.name for s in sorted(steps, key=lambda s: s.position)]
 
@@ -178,11 +245,13 @@ async def assert_saga_invariants(run: Run, *, member: bool) -> None:
         assert s.status not in ("pending", "running"), s
         assert (s.compensated_at is not None) == (s.status == "compensated"), s
         if s.status == "skipped":
-            assert s.result is None, s
+            assert (s.attempts, s.result) == (0, None), s
         else:
-            assert s.attempts >= 1 and s.started_at is not None, s
+            assert s.attempts >= 1, s
+            assert s.started_at is not None, s
 
     if checkout.status == "completed":
+        assert not any(run.cancels), "a cancel was accepted, yet the checkout completed"
         assert checkout.error is None
         assert len(reservations) == len(active) == 1
         assert len(credits) == (1 if member else 0)
@@ -200,21 +269,31 @@ async def assert_saga_invariants(run: Run, *, member: bool) -> None:
             assert credits[0]["points"] == checkout.points
         return
 
+    # Failed: every effect undone, and the journal says which step was compensated.
+    assert active == [], "a failed checkout still holds its reservation"
+    assert sum(t["points"] for t in credits + reversals) == 0, "points left credited"
+    assert len(reversals) == len(credits)
+    assert len(cancellations) == len(confirmations)
+    for s in steps:
+        took_effect = _effect_exists(services, cid, s.name)
+        assert (s.status == "compensated") == took_effect, s
+        assert s.status in ("compensated", "failed", "skipped"), s
     failure = json.loads(checkout.error or "null")
+    if failure.get("kind") == "cancelled":
+        assert any(run.cancels), "cancelled without an accepted cancel"
+        assert confirmations == [], "cancelled after the pivot"
+        return
+    if not run.deadline_passed:
+        assert failure["kind"] == "StepRefusedError", (
+            "failed for a transient error before the deadline"
+        )
     failed = failure["step"]
     assert failed in ("warehouse", "rewards"), "the email is retried until it is sent"
     position = order.index(failed)
-    assert active == []
-    assert sum(t["points"] for t in credits + reversals) == 0
-    assert len(reversals) == len(credits)
-    email_before = order.index("email") < position
-    assert len(confirmations) == (1 if email_before else 0)
-    assert len(cancellations) == len(confirmations)
+    assert len(confirmations) == (1 if order.index("email") < position else 0)
     for name in order[:position]:
         skipped = name == "rewards" and not member
         assert by_name[name].status == ("skipped" if skipped else "compensated"), by_name[name]
-    took_effect = bool(reservations if failed == "warehouse" else credits)
-    assert by_name[failed].status == ("compensated" if took_effect else "failed"), by_name[failed]
+    assert by_name[failed].status in ("compensated", "failed"), by_name[failed]
     for name in order[position + 1 :]:
         assert by_name[name].status == "skipped", by_name[name]
-        assert by_name[name].attempts == 0, by_name[name]

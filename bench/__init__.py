@@ -1,0 +1,16 @@
+"""Benchmark of the orchestrator against non-durable baselines (``make bench``; see BENCHMARKS.md).
+
+- ``bench.standins``: a raw-ASGI, in-memory stand-in for warehouse, rewards and email.
+- ``bench.baselines``: two non-durable checkout apps (httpx, aiohttp) making the same three calls.
+- ``bench.load``: the load generator, run as its own process so its CPU is not charged to a target.
+- ``bench.runner``: starts everything as uvicorn subprocesses, measures, prints and writes the report.
+- ``bench.experiments``: one-off estimates (journal on raw SQL, HTTP clients) for the lead.
+"""
+
+import sys
+
+
+def emit(text: str = "") -> None:
+    """Write a line to stdout at once (the load generator's handshake and every report line)."""
+    sys.stdout.write(f"{text}\n")
+    sys.stdout.flush()

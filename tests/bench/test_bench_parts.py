@@ -1,0 +1,59 @@
+"""The bench's pure parts: percentiles, the report's block replacement, the profile summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.load import percentile
+from bench.profile_summary import summarize
+from bench.report import BEGIN, END, write
+from bench.standins import StandIns
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_write_replaces_only_the_generated_block(tmp_path: Path) -> None:
+    path = tmp_path / "B.md"
+    write(path, f"{BEGIN}\nfirst\n{END}")
+    path.write_text("# Notes kept\n\n" + path.read_text().split("\n", 2)[2] + "\nAnalysis kept.\n")
+    write(path, f"{BEGIN}\nsecond\n{END}")
+    text = path.read_text()
+    assert "# Notes kept" in text
+    assert "Analysis kept." in text
+    assert "second" in text
+    assert "first" not in text
+
+
+def test_profile_summary_charges_components() -> None:
+    raw = (
+        "thread (1): MainThread;run (asyncio/runners.py:118);record (orchestrator/store.py:200);"
+        "execute (sqlalchemy/orm/session.py:10) 3\n"
+        "thread (1): MainThread;run (asyncio/runners.py:118);send (httpx/_client.py:5) 1\n"
+    )
+    summary = summarize(raw)
+    assert summary["samples"] == 4
+    inclusive = dict(summary["inclusive"])
+    assert inclusive["SQLAlchemy ORM"] == 75.0
+    assert inclusive["httpx"] == 25.0
+    assert dict(summary["exclusive"])["SQLAlchemy ORM"] == 75.0
+
+
+def test_standins_answer_what_the_orchestrator_reads() -> None:
+    app = StandIns()
+    scope = {
+        "method": "POST",
+        "path": "/accounts/c-1/transactions",
+        "headers": [(b"idempotency-key", b"k")],
+    }
+    status, body = app.answer(scope, b'{"checkout_id": "x", "points": 19}')
+    assert status == 201
+    assert b'"points": 19' in body
+    assert b'"id"' in body
+    assert app.answer(scope, b"not json") == (status, body)  # a repeated key replays
+    assert app.answer({"method": "GET", "path": "/readyz", "headers": []}, b"")[0] == 200

@@ -1,0 +1,259 @@
+"""The saga runner at each crash point, on parking, cancel and fencing: one readable case each.
+
+The same harness as the property tests (``harness.py``): in-memory services, a real journal on
+SQLite, a new replica taking over after every crash or park.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.models import Step
+from orchestrator.saga.runner import SagaRunner
+from orchestrator.store import Journal, LeaseLostError
+from tests.saga.fake_steps import fake_steps
+from tests.saga.fakes import CrashAt, FakeServices, Fault, FaultPlan
+from tests.saga.harness import (
+    POLICY,
+    Run,
+    assert_saga_invariants,
+    journal_engine,
+    new_checkout,
+    start,
+)
+
+pytestmark = pytest.mark.anyio
+
+ORDER = ["warehouse", "rewards", "email"]
+FORWARD_POINTS = [f"{s}:{p}" for s in ORDER for p in ("before_call", "after_call")]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with journal_engine(tmp_path / "orchestrator.db") as engine:
+        yield engine
+
+
+async def drive(
+    engine: AsyncEngine,
+    *,
+    order: list[str] = ORDER,
+    member: bool = True,
+    faults: dict[tuple[str, str], list[Fault]] | None = None,
+    points: Iterable[str] = (),
+    **when: Any,
+) -> Run:
+    """Drive one checkout to its end across crashes and parks; check it; drive it again."""
+    services = FakeServices(FaultPlan(faults))
+    run = await start(
+        engine, services, member=member, order=order, crash_points=CrashAt(points), **when
+    )
+    await run.drive_to_the_end()
+    await assert_saga_invariants(run)
+    await run.replay()
+    return run
+
+
+def step(steps: list[Step], name: str) -> Step:
+    return next(s for s in steps if s.name == name)
+
+
+def statuses(steps: list[Step]) -> list[str]:
+    return [s.status for s in sorted(steps, key=lambda s: s.position)]
+
+
+def calls(run: Run, service: str, action: str) -> int:
+    return sum(1 for s, a, _ in run.services.plan.taken if (s, a) == (service, action))
+
+
+async def test_a_checkout_without_faults_completes(engine: AsyncEngine) -> None:
+    """With no fault, one replica completes the checkout: one reservation, one credit, one email."""
+    run = await drive(engine)
+    checkout, steps = await run.load()
+    assert checkout.status == "completed"
+    assert (run.crashes, run.parks, run.token) == ([], 0, 1)
+    assert {s.attempts for s in steps} == {1}
+
+
+@pytest.mark.parametrize("point", FORWARD_POINTS)
+async def test_a_crash_around_a_forward_call_is_resumed_by_another_replica(
+    engine: AsyncEngine, point: str
+) -> None:
+    """A replica dying just before or after a step's call hands over; each effect happens once."""
+    run = await drive(engine, points=[point])
+    checkout, steps = await run.load()
+    name = point.split(":")[0]
+    assert checkout.status == "completed"
+    assert (run.crashes, run.token) == ([point], 2)
+    assert step(steps, name).attempts == 2
+    assert calls(run, name, "execute") == (2 if point.endswith("after_call") else 1)
+    assert sorted(effect for effect, _ in run.services.effects) == [
+        "credit",
+        "email:order_confirmation",
+        "reserve",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("point", "order", "refused"),
+    [
+        ("warehouse:before_compensate", ["warehouse", "email", "rewards"], "rewards"),
+        ("warehouse:after_compensate", ["warehouse", "email", "rewards"], "rewards"),
+        ("email:before_compensate", ["rewards", "email", "warehouse"], "warehouse"),
+        ("email:after_compensate", ["rewards", "email", "warehouse"], "warehouse"),
+        ("rewards:before_compensate", ["rewards", "email", "warehouse"], "warehouse"),
+        ("rewards:after_compensate", ["rewards", "email", "warehouse"], "warehouse"),
+    ],
+)
+async def test_a_crash_around_a_compensation_is_resumed_by_another_replica(
+    engine: AsyncEngine, point: str, order: list[str], refused: str
+) -> None:
+    """A replica dying just before or after undoing a step hands over; every effect is undone once."""
+    run = await drive(
+        engine, order=order, faults={(refused, "execute"): [Fault.REFUSE]}, points=[point]
+    )
+    checkout, steps = await run.load()
+    assert checkout.status == "failed"
+    assert run.crashes == [point]
+    assert json.loads(checkout.error or "")["step"] == refused
+    assert step(steps, refused).status == "failed"
+    assert {s.status for s in steps if s.name != refused} == {"compensated"}
+    assert len(run.services.emails_of(str(run.checkout_id), "order_cancelled")) == 1
+
+
+async def test_lost_answers_past_the_deadline_are_settled_across_a_crash_while_reading(
+    engine: AsyncEngine,
+) -> None:
+    """A step out of attempts past its deadline is settled by reading, even if a replica dies reading."""
+    faults = {
+        ("warehouse", "execute"): [Fault.LOST] * 3,
+        ("warehouse", "settle"): [Fault.TRANSIENT, Fault.CRASH_BEFORE],
+    }
+    run = await drive(engine, faults=faults, deadline_after_parks=0)
+    checkout, steps = await run.load()
+    assert checkout.status == "failed"
+    assert json.loads(checkout.error or "")["deadline_passed"] is True
+    assert len(run.crashes) == 1
+    assert step(steps, "warehouse").status == "compensated"
+    assert run.services.reservations_of(str(run.checkout_id))[0]["status"] == "released"
+
+
+@pytest.mark.parametrize("failing", ["warehouse", "rewards"])
+async def test_a_crash_while_retrying_the_failed_steps_compensation_still_undoes_it(
+    engine: AsyncEngine, failing: str
+) -> None:
+    """The failed step's settled effect is still undone when its compensation erred once, then a replica died."""
+    faults = {
+        (failing, "execute"): [Fault.LOST] * 3,  # applied, answers lost: settled, then undone
+        (failing, "compensate"): [Fault.TRANSIENT, Fault.CRASH_BEFORE],
+    }
+    services = FakeServices(FaultPlan(faults))
+    run = await start(engine, services, member=True, order=ORDER, deadline_after_parks=0)
+    await run.drive_to_the_end()
+    checkout, steps = await run.load()
+    cid = str(run.checkout_id)
+    assert checkout.status == "failed"
+    assert len(run.crashes) == 1
+    if failing == "warehouse":
+        assert services.reservations_of(cid)[0]["status"] == "released", "reservation leaked"
+    else:
+        assert services.transactions_of(cid, "reversal") != [], "points left credited"
+    assert step(steps, failing).status == "compensated"
+    await assert_saga_invariants(run)
+
+
+async def test_an_outage_before_the_deadline_parks_the_checkout_until_it_passes(
+    engine: AsyncEngine,
+) -> None:
+    """A step out of attempts before the deadline parks the checkout; a replica resumes and completes it."""
+    faults = {("rewards", "execute"): [Fault.LOST] * 3 + [Fault.TRANSIENT] * 3}
+    run = await drive(engine, faults=faults)
+    checkout, steps = await run.load()
+    assert checkout.status == "completed"
+    assert (run.parks, run.crashes) == (2, [])
+    assert step(steps, "rewards").attempts == 7
+    assert len(run.services.transactions_of(str(run.checkout_id), "credit")) == 1
+
+
+async def test_an_outage_past_the_deadline_fails_and_compensates(engine: AsyncEngine) -> None:
+    """Once the deadline has passed, a step out of attempts fails the checkout; earlier steps are undone."""
+    run = await drive(
+        engine, faults={("rewards", "execute"): [Fault.TRANSIENT] * 6}, deadline_after_parks=1
+    )
+    checkout, steps = await run.load()
+    assert checkout.status == "failed"
+    assert run.parks == 1
+    assert json.loads(checkout.error or "")["deadline_passed"] is True
+    assert statuses(steps) == ["compensated", "failed", "skipped"]
+
+
+async def test_a_cancel_before_the_pivot_fails_and_compensates(engine: AsyncEngine) -> None:
+    """An operator's cancel while the reservation is made stops the checkout before the email."""
+    run = await drive(engine, faults={("warehouse", "execute"): [Fault.CANCEL]})
+    checkout, steps = await run.load()
+    assert run.cancels == [True]
+    assert checkout.status == "failed"
+    assert json.loads(checkout.error or "")["kind"] == "cancelled"
+    assert statuses(steps) == ["compensated", "skipped", "skipped"]
+    assert run.services.emails == {}
+
+
+async def test_a_cancel_after_the_pivot_is_refused(engine: AsyncEngine) -> None:
+    """Once the confirmation email step has started, a cancel is refused and the checkout completes."""
+    run = await drive(engine, faults={("email", "execute"): [Fault.CANCEL]})
+    checkout, _ = await run.load()
+    assert run.cancels == [False]
+    assert checkout.status == "completed"
+
+
+async def test_a_cancel_while_parked_settles_and_undoes_the_parked_step(
+    engine: AsyncEngine,
+) -> None:
+    """A parked checkout cancelled by an operator settles the step that may have applied, and undoes all."""
+    run = await drive(engine, faults={("rewards", "execute"): [Fault.LOST] * 3}, cancel_at=1)
+    checkout, steps = await run.load()
+    assert (run.parks, run.cancels) == (1, [True])
+    assert json.loads(checkout.error or "")["kind"] == "cancelled"
+    assert statuses(steps) == ["compensated", "compensated", "skipped"]
+
+
+async def test_a_live_lease_cannot_be_claimed_and_a_lost_one_fences_the_old_owner(
+    engine: AsyncEngine,
+) -> None:
+    """No replica claims a live lease; once another took it, the old owner can neither write nor call."""
+    services = FakeServices()
+    old = Journal(engine, owner="old", lease_ttl_s=30)
+    checkout = new_checkout(member=True, order=ORDER, deadline_at=None)
+    await old.create(checkout, ORDER)
+    new = Journal(engine, owner="new", lease_ttl_s=30)
+    assert await new.claim(checkout.id) is None
+    await old.let_go(checkout.id, 1)
+    assert await new.claim(checkout.id) == 2
+
+    with pytest.raises(LeaseLostError):
+        await old.record(checkout.id, 1, checkout={"status": "failed"})
+    with pytest.raises(LeaseLostError):
+        await SagaRunner(old, fake_steps(services), POLICY).drive(checkout.id, 1)
+    assert services.calls == 0
+    await SagaRunner(new, fake_steps(services), POLICY).drive(checkout.id, 2)
+    loaded = await new.load(checkout.id)
+    assert loaded is not None
+    assert loaded[0].status == "completed"
+
+
+@pytest.mark.parametrize("refused", [None, "warehouse", "rewards"])
+async def test_a_terminal_checkout_driven_again_changes_nothing(
+    engine: AsyncEngine, refused: str | None
+) -> None:
+    """Driving a completed or failed checkout again, as its owner or a new replica, changes nothing."""
+    faults = {(refused, "execute"): [Fault.REFUSE]} if refused else {}
+    run = await drive(engine, faults=faults)
+    await run.replay()
+    checkout, _ = await run.load()
+    assert checkout.status == ("failed" if refused else "completed")

@@ -1,0 +1,129 @@
+"""Every query the dashboard runs walks an index: checked with EXPLAIN QUERY PLAN on SQLite.
+
+The list's response time with 100,000 checkouts is measured by ``tests/ui/bench_list.py`` (a
+script, not a timed test); here a few thousand rows are enough for the planner's choices.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+
+from orchestrator.main import create_app
+from orchestrator.models import Checkout
+from orchestrator.settings import Settings
+from orchestrator.store import Journal
+from servicekit.db import create_async_db_engine
+from tests.support import running
+from tests.ui.seed import seed
+
+pytestmark = pytest.mark.anyio
+
+ROWS = 3000
+# A table read whole, or rows sorted after reading them: what must never happen on a page.
+FULL_SCAN = re.compile(r"^SCAN (checkout|step)$|USE TEMP B-TREE")
+
+
+@pytest.fixture
+async def seeded(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Path, Journal]]:
+    """The orchestrator on SQLite with 3,000 checkouts stored."""
+    path = tmp_path / "orchestrator.db"
+    # No recovery pass while statements are captured: they would be the supervisor's, not ours.
+    settings = Settings(database_url=f"sqlite:///{path}", recovery_interval_s=3600)
+    async with running(create_app(settings)) as client:
+        engine = create_async_db_engine(f"sqlite:///{path}")
+        journal = Journal(engine, owner="seed", lease_ttl_s=30)
+        try:
+            await seed(journal, ROWS)
+            yield client, path, journal
+        finally:
+            await engine.dispose()
+
+
+@contextmanager
+def captured() -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement any engine sends meanwhile, with its parameters."""
+    statements: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+def plans(path: Path, statements: list[tuple[str, Any]]) -> list[tuple[str, list[str]]]:
+    """EXPLAIN QUERY PLAN of each SELECT on the journal's tables."""
+    found = []
+    with sqlite3.connect(path) as connection:
+        for statement, parameters in statements:
+            if not re.match(r"\s*SELECT", statement) or (
+                "FROM checkout" not in statement and "FROM step" not in statement
+            ):
+                continue
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            found.append((statement, [row[3] for row in rows]))
+    return found
+
+
+async def test_every_dashboard_query_uses_an_index(
+    seeded: tuple[httpx.AsyncClient, Path, Journal],
+) -> None:
+    """The list (filtered, searched, paged), the counts and a checkout's page never scan a table."""
+    client, path, journal = seeded
+    async with journal.session() as session:
+        some = (await session.execute(select(Checkout).limit(1))).scalars().one()
+    with captured() as statements:
+        # The counts are shared for two seconds: the first page counts, the next ones reuse them.
+        first = await client.get("/ui?limit=50")
+        older = re.search(r'rel="next" href="([^"]+)"', first.text)
+        assert older is not None
+        urls = [
+            "/" + older.group(1).replace("&amp;", "&"),
+            "/ui?status=failed",
+            "/ui?status=running",
+            f"/ui?q={some.customer_id}",
+            f"/ui?q={some.customer_id}&status=completed",
+            f"/ui?q={some.id}",
+            "/ui/fragments/list?status=completed",
+            f"/ui/checkouts/{some.id}",
+        ]
+        for url in urls:
+            response = await client.get(url)
+            assert response.status_code == 200, url
+
+    explained = plans(path, statements)
+    assert len(explained) >= 2 * len(urls)
+    for statement, plan in explained:
+        assert not [line for line in plan if FULL_SCAN.search(line)], (statement, plan)
+    counts = [plan for statement, plan in explained if "GROUP BY" in statement]
+    # Any index that starts with status answers the GROUP BY without reading the table.
+    assert counts
+    for plan in counts:
+        assert len(plan) == 1, plan
+        assert plan[0].startswith("SCAN checkout USING COVERING INDEX"), plan
+
+
+async def test_the_counts_cover_every_seeded_checkout(
+    seeded: tuple[httpx.AsyncClient, Path, Journal],
+) -> None:
+    """With 3,000 checkouts stored, the counts add up and the first page has 50 rows."""
+    client, _, _ = seeded
+
+    response = await client.get("/ui")
+
+    assert response.status_code == 200
+    assert "all <b>3,000</b>" in response.text
+    assert response.text.count('class="row status-') == 50
