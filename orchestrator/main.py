@@ -29,7 +29,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import Journal
 from orchestrator.ui import router as ui_router
 from servicekit.app import create_service_app
-from servicekit.auth import bearer_guard, split_secrets, warn_if_open
+from servicekit.auth import bearer_guard, browser_guard, split_secrets, warn_if_open
 from servicekit.db import create_async_db_engine
 from servicekit.health import health_router
 from servicekit.migrations import upgrade
@@ -137,5 +137,9 @@ def create_app(
     )
     app.include_router(router, dependencies=[Depends(client_guard)])
     app.include_router(health_router(check_database))
-    app.include_router(ui_router)
+    # The dashboard reads with the browser's own sign-in (HTTP Basic, a key as the password); its
+    # retry/cancel buttons call the API with a bearer key, which a cross-site page cannot send.
+    app.include_router(
+        ui_router, dependencies=[Depends(browser_guard(api_keys, realm="checkout dashboard"))]
+    )
     return app

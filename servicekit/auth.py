@@ -9,6 +9,7 @@ repr, and with no token configured the service is open and says so loudly at sta
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -100,3 +101,39 @@ def service_token_guard(service: str, token: SecretStr | None) -> Callable[..., 
         scheme_name="ServiceToken",
         description="The orchestrator's SERVICE_TOKEN. Every endpoint but the probes, /metrics and the docs requires it.",
     )
+
+
+def browser_guard(accepted: Sequence[SecretStr], *, realm: str) -> Callable[..., object]:
+    """A guard for pages a person opens: HTTP Basic (any user name, a key as the password) or Bearer.
+
+    The browser asks for the key itself and resends it to this origin. Pages guarded this way
+    must only read: a browser also sends Basic credentials on cross-site requests, so actions
+    (POST) stay behind ``bearer_guard``, whose header a cross-site page cannot set.
+    """
+
+    async def require_key(request: Request) -> None:
+        if not accepted:
+            return
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        presented = ""
+        if scheme.lower() == "bearer":
+            presented = value.strip()
+        elif scheme.lower() == "basic":
+            try:
+                presented = (
+                    base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+                )
+            except (ValueError, UnicodeDecodeError):
+                presented = ""
+        if not presented or not matches(presented, accepted):
+            raise BrowserSignInError(realm)
+
+    return require_key
+
+
+class BrowserSignInError(UnauthorizedError):
+    """401 asking the browser for a key (HTTP Basic: any user name, the key as password)."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__("Sign in with an API key as the password (any user name).")
+        self.headers = {"WWW-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}

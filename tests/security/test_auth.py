@@ -235,3 +235,29 @@ class RequireToken(httpx.AsyncBaseTransport):
                 401, json={"status": 401, "detail": "wrong token"}, request=request
             )
         return await self.inner.handle_async_request(request)
+
+
+async def test_dashboard_needs_a_key_when_keys_are_set(database_url: Callable[[str], str]) -> None:
+    """With API_KEYS set, /ui asks the browser to sign in (Basic, key as password) and shows nothing before."""
+    async with running_suite(database_url, api_keys=SecretStr(API_KEY)) as suite:
+        await suite.stock("SKU-001", 10)
+        placed = await suite.orchestrator.post(
+            "/checkouts", json=checkout_body(), headers=bearer(API_KEY)
+        )
+        checkout_id = placed.json()["id"]
+
+        for path in ("/ui", f"/ui/checkouts/{checkout_id}"):
+            refused = await suite.orchestrator.get(path)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Basic")
+            assert checkout_id not in refused.text
+            wrong = await suite.orchestrator.get(path, auth=("operator", "wrong-key"))
+            assert wrong.status_code == 401
+            signed_in = await suite.orchestrator.get(path, auth=("operator", API_KEY))
+            assert signed_in.status_code == 200
+            assert checkout_id in signed_in.text
+        # Basic credentials never work for actions: a cross-site page could make the browser send them.
+        action = await suite.orchestrator.post(
+            f"/checkouts/{checkout_id}/cancel", auth=("operator", API_KEY)
+        )
+        assert action.status_code == 401
