@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -151,6 +152,7 @@ def run() -> None:
     finally:
         server.stop()
         stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

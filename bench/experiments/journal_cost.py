@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -784,6 +785,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"{database:10} {name:20} C={concurrency:<3} {cpu_ms:6.2f} ms CPU/checkout  "
                 f"{throughput:7.0f} checkouts/s"
             )
+    shutil.rmtree(workdir, ignore_errors=True)
     return rows
 
 
