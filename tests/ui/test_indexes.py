@@ -10,6 +10,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +50,25 @@ async def seeded(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Path,
             await engine.dispose()
 
 
+CAPTURING: ContextVar[bool] = ContextVar("capturing", default=False)
+
+
 @contextmanager
 def captured() -> Iterator[list[tuple[str, Any]]]:
-    """Every SQL statement any engine sends meanwhile, with its parameters."""
+    """Every SQL statement sent meanwhile on behalf of this task (so of the requests it makes over
+    ASGI, not of the supervisor's recovery loop), with its parameters."""
     statements: list[tuple[str, Any]] = []
 
     def record(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
-        statements.append((statement, parameters))
+        if CAPTURING.get():
+            statements.append((statement, parameters))
 
     event.listen(Engine, "before_cursor_execute", record)
+    token = CAPTURING.set(True)
     try:
         yield statements
     finally:
+        CAPTURING.reset(token)
         event.remove(Engine, "before_cursor_execute", record)
 
 

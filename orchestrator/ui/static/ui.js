@@ -7,6 +7,7 @@
   const status = document.getElementById("live-status");
   const message = document.getElementById("action-message");
   const KEY_STORAGE = "checkout-suite-api-key";
+  const PAUSED = "Paused while this tab is hidden";
   let timer = null;
   let inFlight = false;
 
@@ -35,7 +36,7 @@
   async function refresh() {
     if (!live || inFlight) return;
     if (document.hidden) {
-      say("Paused while this tab is hidden");
+      say(PAUSED);
       return;
     }
     inFlight = true;
@@ -49,7 +50,8 @@
       const html = await response.text();
       // Keep the search box's focus and text: only the live part is replaced.
       live.innerHTML = html;
-      say(isFinal() ? `Finished · updated ${clock()}` : `Live · updated ${clock()}`);
+      if (document.hidden) say(PAUSED);
+      else say(isFinal() ? `Finished · updated ${clock()}` : `Live · updated ${clock()}`);
       followUp();
     } catch (error) {
       say(`Not updated since ${clock()}: ${error.message}`, true);
@@ -135,7 +137,7 @@
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) {
       clearTimeout(timer);
-      say("Paused while this tab is hidden");
+      say(PAUSED);
     } else {
       refresh();
     }
