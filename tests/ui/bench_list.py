@@ -37,7 +37,7 @@ from orchestrator.ui.queries import status_counts
 from orchestrator.views import encode_cursor
 from servicekit.db import create_async_db_engine, is_sqlite
 from tests.support import running
-from tests.ui.seed import seed
+from tests.ui.seed import seeded_database
 
 
 def say(line: str = "") -> None:
@@ -87,13 +87,13 @@ async def main(rows: int, database_url: str | None, runs: int, reuse: bool) -> N
     if database_url and not reuse:
         fresh_postgres(database_url)
     url = database_url or f"sqlite:///{directory / 'orchestrator.db'}"
+    start = time.perf_counter()
+    if not reuse:
+        await seeded_database(url, rows)
     settings = Settings(database_url=url, recovery_interval_s=3600)
     async with running(create_app(settings)) as client:
         engine = create_async_db_engine(url)
-        journal = Journal(engine, owner="seed", lease_ttl_s=30)
-        start = time.perf_counter()
-        if not reuse:
-            await seed(journal, rows)
+        journal = Journal(engine, owner="reader", lease_ttl_s=30)
         if engine.dialect.name == "postgresql":
             # What autovacuum does soon after a bulk load: statistics and the visibility map.
             async with engine.connect() as connection:

@@ -38,7 +38,6 @@ async def ui(database_url: Callable[[str], str]) -> AsyncIterator[FaultySuite]:
         wrap=wrap,
         step_max_attempts=1,
         resume_delay_s=3600,
-        recovery_interval_s=0.05,
     ) as suite:
         await suite.stock("SKU-001", 100)
         await suite.stock("SKU-SOLDOUT", 0)

@@ -16,8 +16,12 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from orchestrator.main import create_app
 from orchestrator.models import Checkout, Step
+from orchestrator.settings import Settings
 from orchestrator.store import Journal
+from servicekit.db import create_async_db_engine
+from tests.support import running
 
 STEPS = ("warehouse", "rewards", "email")
 CUSTOMERS = 5000
@@ -124,3 +128,19 @@ async def seed(journal: Journal, count: int, *, batch: int = 5000, seed_value: i
             await session.execute(insert(Checkout), checkouts)
             await session.execute(insert(Step), steps)
             await session.commit()
+
+
+async def seeded_database(url: str, count: int) -> None:
+    """Make the orchestrator's schema (by starting it once) and store ``count`` checkouts in it.
+
+    Nothing else runs meanwhile: an orchestrator's recovery pass waiting for SQLite's write lock
+    while the seed holds it, then cancelled at shutdown, leaves aiosqlite's close task hanging and
+    the event loop never closes (SQLAlchemy 2.1, aiosqlite 0.22).
+    """
+    async with running(create_app(Settings(database_url=url, recovery_interval_s=3600))):
+        pass
+    engine = create_async_db_engine(url)
+    try:
+        await seed(Journal(engine, owner="seed", lease_ttl_s=30), count)
+    finally:
+        await engine.dispose()

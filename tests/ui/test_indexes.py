@@ -25,7 +25,7 @@ from orchestrator.settings import Settings
 from orchestrator.store import Journal
 from servicekit.db import create_async_db_engine
 from tests.support import running
-from tests.ui.seed import seed
+from tests.ui.seed import seeded_database
 
 pytestmark = pytest.mark.anyio
 
@@ -38,14 +38,13 @@ FULL_SCAN = re.compile(r"^SCAN (checkout|step)$|USE TEMP B-TREE")
 async def seeded(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Path, Journal]]:
     """The orchestrator on SQLite with 3,000 checkouts stored."""
     path = tmp_path / "orchestrator.db"
-    # No recovery pass while statements are captured: they would be the supervisor's, not ours.
+    await seeded_database(f"sqlite:///{path}", ROWS)
+    # No recovery pass while statements are captured (and none cancelled mid-query at the end).
     settings = Settings(database_url=f"sqlite:///{path}", recovery_interval_s=3600)
     async with running(create_app(settings)) as client:
         engine = create_async_db_engine(f"sqlite:///{path}")
-        journal = Journal(engine, owner="seed", lease_ttl_s=30)
         try:
-            await seed(journal, ROWS)
-            yield client, path, journal
+            yield client, path, Journal(engine, owner="reader", lease_ttl_s=30)
         finally:
             await engine.dispose()
 
