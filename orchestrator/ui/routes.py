@@ -124,29 +124,23 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 
 @router.get("/ui", response_class=HTMLResponse)
+@router.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
 async def ui_list_checkouts(
+    request: Request,
     journal: JournalDep,
     status: Status = None,
     q: Search = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> HTMLResponse:
-    """The dashboard: checkouts newest first, with counts per status, filters and search."""
-    context, code = await _list_context(journal, status=status, q=q, cursor=cursor, limit=limit)
-    return _render("list.html", code, root="./", **context)
+    """The dashboard: checkouts newest first, with counts per status, filters and search.
 
-
-@router.get("/ui/", response_class=HTMLResponse)
-async def ui_list_checkouts_slash(
-    journal: JournalDep,
-    status: Status = None,
-    q: Search = None,
-    cursor: Cursor = None,
-    limit: Limit = 50,
-) -> HTMLResponse:
-    """The dashboard at ``/ui/`` too (no redirect, whose absolute URL a prefix would break)."""
+    Served at ``/ui/`` too, without a redirect (whose absolute URL a path prefix would break);
+    the page's base is relative to whichever path it was opened at.
+    """
     context, code = await _list_context(journal, status=status, q=q, cursor=cursor, limit=limit)
-    return _render("list.html", code, root="../", **context)
+    root = "../" if request.url.path.endswith("/") else "./"
+    return _render("list.html", code, root=root, **context)
 
 
 @router.get("/ui/fragments/list", response_class=HTMLResponse)
