@@ -6,8 +6,9 @@ nothing more, so the orchestrator's own cost is what a benchmark measures:
 - ``POST /reservations`` → 201 ``{"id", "status": "reserved", ...}``
 - ``POST /accounts/{id}/transactions`` → 201 ``{"id", "points", "kind": "credit", ...}``
 - ``POST /emails`` → 201 ``{"id", "status": "logged", ...}``
-- ``POST /reservations/{id}/release``, ``POST /transactions/{id}/reverse`` → 200 (compensation)
-- ``GET /readyz``, ``GET /healthz`` → 200; any other ``GET`` → 200 ``{"items": []}`` (settle reads)
+- ``POST /checkouts/{id}/void`` → 200 (compensation: warehouse's released reservation, rewards'
+  reversals)
+- ``GET /readyz``, ``GET /healthz`` → 200; any other ``GET`` → 200 ``{"items": []}``
 
 Bodies are accepted as they are (malformed JSON too). A repeated ``Idempotency-Key`` replays the
 first answer, like the real services, from a bounded in-memory table.
@@ -112,10 +113,11 @@ class StandIns:
                 "template": request.get("template"),
                 "status": "logged",
             }
-        elif path.startswith("/reservations/") and path.endswith("/release"):
-            return 200, json.dumps({"id": path.split("/")[2], "status": "released"}).encode()
-        elif path.startswith("/transactions/") and path.endswith("/reverse"):
-            return 201, json.dumps({"id": new_id, "kind": "reversal", "points": 0}).encode()
+        elif path.startswith("/checkouts/") and path.endswith("/void"):
+            # Both services' void answers in one body: the warehouse's released reservation,
+            # rewards' list of reversals (none: stand-ins keep no state).
+            answer = {"id": new_id, "checkout_id": path.split("/")[2], "status": "released"}
+            return 200, json.dumps(answer | {"reversals": []}).encode()
         else:
             return 404, _NOT_FOUND
         return 201, json.dumps(answer).encode()

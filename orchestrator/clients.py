@@ -10,10 +10,10 @@ Failure taxonomy (what the saga runner decides from):
   ``SERVICE_TOKEN`` is wrong: fixing the configuration lets the parked checkout finish). ``retry_after`` carries
   a ``Retry-After`` the service sent. ``ambiguous`` is true when the request may have reached
   the service and been applied (a read timeout, a dropped connection after sending, a 5xx):
-  the runner settles such a step with the same Idempotency-Key before deciding anything.
+  the runner repeats it with the same Idempotency-Key, or compensates it by voiding the checkout.
 
 Every mutating call carries ``Idempotency-Key: {checkout_id}:{step}:{action}``, so a repeat,
-whether a retry, a settle or a replay after a crash, is applied at most once by the service.
+whether a retry or a replay after a crash, is applied at most once by the service.
 The service models below declare only the fields the orchestrator reads.
 """
 
@@ -91,6 +91,17 @@ class PointTransaction(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str
     points: int
+
+
+class Reversal(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    reverses_id: str
+
+
+class CheckoutVoid(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    reversals: list[Reversal]
 
 
 class EmailMessage(BaseModel):
@@ -196,20 +207,11 @@ class ServiceClients:
         )
         return status, self._parse(Reservation, answer, "warehouse reserve")
 
-    async def find_reservation(self, *, checkout_id: str) -> Reservation | None:
-        """The checkout's reservation, if the warehouse holds one."""
-        _, answer = await self._call(
-            "GET", f"{self.warehouse_url}/reservations", params={"checkout_id": checkout_id}
-        )
-        items = answer.get("items") or []
-        return self._parse(Reservation, items[0], "warehouse find") if items else None
-
-    async def release(self, *, reservation_id: str, key: str) -> tuple[int, Reservation]:
-        """Give the stock back (compensation)."""
-        status, answer = await self._call(
-            "POST", f"{self.warehouse_url}/reservations/{reservation_id}/release", key=key
-        )
-        return status, self._parse(Reservation, answer, "warehouse release")
+    async def void_reservation(self, *, checkout_id: str, key: str) -> tuple[int, Reservation]:
+        """Release the checkout's reservation, or bar it from reserving later (compensation)."""
+        url = f"{self.warehouse_url}/checkouts/{quote(checkout_id, safe='')}/void"
+        status, answer = await self._call("POST", url, key=key)
+        return status, self._parse(Reservation, answer, "warehouse void")
 
     async def credit(
         self, *, customer_id: str, checkout_id: str, points: int, key: str
@@ -221,20 +223,11 @@ class ServiceClients:
         )
         return status, self._parse(PointTransaction, answer, "rewards credit")
 
-    async def find_credit(self, *, checkout_id: str) -> PointTransaction | None:
-        """The checkout's credit, if rewards recorded one."""
-        _, answer = await self._call(
-            "GET", f"{self.rewards_url}/transactions", params={"checkout_id": checkout_id}
-        )
-        credits = [t for t in answer.get("items") or [] if t.get("kind") == "credit"]
-        return self._parse(PointTransaction, credits[0], "rewards find") if credits else None
-
-    async def reverse(self, *, transaction_id: str, key: str) -> tuple[int, PointTransaction]:
-        """Take the points back (compensation)."""
-        status, answer = await self._call(
-            "POST", f"{self.rewards_url}/transactions/{transaction_id}/reverse", key=key
-        )
-        return status, self._parse(PointTransaction, answer, "rewards reverse")
+    async def void_credit(self, *, checkout_id: str, key: str) -> tuple[int, CheckoutVoid]:
+        """Reverse the checkout's credit, or bar it from being credited later (compensation)."""
+        url = f"{self.rewards_url}/checkouts/{quote(checkout_id, safe='')}/void"
+        status, answer = await self._call("POST", url, key=key)
+        return status, self._parse(CheckoutVoid, answer, "rewards void")
 
     async def send_email(
         self, *, to: str, template: str, checkout_id: str, context: dict[str, Any], key: str

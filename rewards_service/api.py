@@ -13,6 +13,7 @@ from rewards_service.errors import TransactionNotFoundError
 from rewards_service.models import IdempotencyRecord
 from rewards_service.schemas import (
     AccountPublic,
+    CheckoutVoidPublic,
     TransactionCreate,
     TransactionPage,
     TransactionPublic,
@@ -24,6 +25,15 @@ from servicekit.text import NO_CONTROL_CHARACTERS
 
 CustomerPath = Annotated[
     str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
+]
+CheckoutPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL_CHARACTERS,
+        examples=["3f0c2a9e-8a1c-4c7a-9a55-2f1d5f2b7c11"],
+    ),
 ]
 TransactionIdPath = Annotated[
     str,
@@ -58,7 +68,7 @@ def create_transaction(
     session: SessionDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    """Credit the customer's account (creating it) once per checkout; 409 if it was credited with other points."""
+    """Credit the customer's account (creating it) once per checkout; 409 if it was credited with other points or voided."""
 
     def action() -> tuple[int, object]:
         transaction, created = store.credit(
@@ -99,6 +109,37 @@ def reverse_transaction(
         session,
         IdempotencyRecord,
         scope=f"POST /transactions/{parsed}/reverse",
+        key=idempotency_key,
+        digest=fingerprint(None),
+        action=action,
+    ).to_response()
+
+
+@router.post(
+    "/checkouts/{checkout_id}/void",
+    tags=["transactions"],
+    summary="Void a checkout",
+    response_model=CheckoutVoidPublic,
+    responses=problem_responses(422),
+)
+def void_checkout(
+    checkout_id: CheckoutPath, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Reverse the checkout's credits and refuse any credit for it afterwards (409).
+
+    The saga's compensation when it cannot know whether its credit request arrived: whatever
+    landed is reversed, and whatever is still on its way is refused. Voiding again changes
+    nothing more.
+    """
+
+    def action() -> tuple[int, object]:
+        voided = store.void_checkout(session, checkout_id=checkout_id)
+        return 200, voided.model_dump(mode="json")
+
+    return execute_once(
+        session,
+        IdempotencyRecord,
+        scope=f"POST /checkouts/{checkout_id}/void",
         key=idempotency_key,
         digest=fingerprint(None),
         action=action,

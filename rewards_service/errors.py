@@ -33,3 +33,11 @@ class NotReversibleError(ProblemError):
     status = 409
     type = "urn:checkout-suite:problem:not-reversible"
     title = "Not reversible"
+
+
+class CheckoutVoidedError(ProblemError):
+    """The checkout was voided (compensated) before it was credited: it can never be credited now."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:checkout-voided"
+    title = "Checkout voided"

@@ -67,6 +67,19 @@ class PointTransaction(RewardsTable, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class VoidedCheckout(RewardsTable, table=True):
+    """A checkout compensated at rewards: its credits reversed, and no credit accepted after.
+
+    Without this row, a credit still on its way when the saga gave up on it (queued in a slow
+    network, or sent by a replica that lost its lease) would land after the compensation.
+    """
+
+    __tablename__ = "voided_checkout"
+
+    checkout_id: str = Field(primary_key=True, max_length=64)
+    voided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class IdempotencyRecord(IdempotencyRecordBase, RewardsTable, table=True):
     """First responses to keyed requests."""
 

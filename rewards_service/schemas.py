@@ -46,6 +46,14 @@ class TransactionPage(BaseModel):
     items: list[TransactionPublic]
 
 
+class CheckoutVoidPublic(BaseModel):
+    """A voided checkout: the reversals of its credits (none if it had none); no credit after."""
+
+    checkout_id: str
+    voided_at: datetime
+    reversals: list[TransactionPublic]
+
+
 class AccountPublic(BaseModel):
     """A customer's points; always the sum of the account's ledger."""
 

@@ -11,26 +11,33 @@ Exactly-once under any concurrency, on SQLite and PostgreSQL, with or without an
 
 Every writer touches rows in the same order (account key, ledger row, account balance), so
 concurrent transactions cannot deadlock.
+
+Credits and voids of one checkout are serialised: on PostgreSQL by a transaction-level advisory
+lock on the checkout id, taken first; on SQLite every write transaction begins IMMEDIATE, which
+already serialises writers. So a credit either commits before a void (and is reversed by it) or
+sees the void and is refused: never both missed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Literal
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from rewards_service.errors import (
     AccountNotFoundError,
+    CheckoutVoidedError,
     CreditConflictError,
     NotReversibleError,
     TransactionNotFoundError,
 )
-from rewards_service.models import Account, PointTransaction, utcnow
-from rewards_service.schemas import AccountPublic, TransactionPublic
+from rewards_service.models import Account, PointTransaction, VoidedCheckout, utcnow
+from rewards_service.schemas import AccountPublic, CheckoutVoidPublic, TransactionPublic
 
 
 def _public(row: PointTransaction) -> TransactionPublic:
@@ -44,6 +51,15 @@ def _public(row: PointTransaction) -> TransactionPublic:
         reverses_id=row.reverses_id,
         created_at=row.created_at,
     )
+
+
+def _lock_checkout(session: Session, *, checkout_id: str) -> None:
+    """Serialise this transaction with every other credit or void of the checkout (PostgreSQL)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE already made this the only writer
+    digest = hashlib.sha256(f"rewards checkout {checkout_id}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _ensure_account(session: Session, *, customer_id: str) -> None:
@@ -100,10 +116,15 @@ def credit(
     """Credit ``points`` for a checkout, creating the account; returns the credit and whether it is new.
 
     A checkout is credited at most once per customer: asking again with the same points returns
-    the first credit; with other points it is a 409.
+    the first credit; with other points it is a 409. A voided checkout is refused (409).
     """
+    _lock_checkout(session, checkout_id=checkout_id)
     existing = _find_credit(session, customer_id=customer_id, checkout_id=checkout_id)
     if existing is None:
+        if session.get(VoidedCheckout, checkout_id) is not None:
+            raise CheckoutVoidedError(
+                f"Checkout {checkout_id} was voided: it can no longer earn points."
+            )
         _ensure_account(session, customer_id=customer_id)
         row = PointTransaction(
             customer_id=customer_id, checkout_id=checkout_id, kind="credit", points=points
@@ -149,6 +170,31 @@ def reverse(session: Session, *, transaction_id: uuid.UUID) -> TransactionPublic
     if existing is None:
         raise RuntimeError("inserting a reversal failed on a constraint other than its key")
     return _public(existing)
+
+
+def void_checkout(session: Session, *, checkout_id: str) -> CheckoutVoidPublic:
+    """Reverse the checkout's credits and refuse any credit for it later (the saga's compensation).
+
+    The voided row is what makes a credit that arrives afterwards (queued in a slow network, or
+    sent by a replica that lost its lease) be refused, so the caller never has to guess whether
+    a call it gave up on is still on its way. Voiding again changes nothing more.
+    """
+    _lock_checkout(session, checkout_id=checkout_id)
+    voided = session.get(VoidedCheckout, checkout_id)
+    if voided is None:
+        voided = VoidedCheckout(checkout_id=checkout_id)
+        session.add(voided)
+        session.flush()
+    credits = session.exec(
+        select(PointTransaction)
+        .where(PointTransaction.checkout_id == checkout_id)
+        .where(PointTransaction.kind == "credit")
+        .order_by(col(PointTransaction.created_at), col(PointTransaction.id))
+    ).all()
+    reversals = [reverse(session, transaction_id=row.id) for row in credits]
+    return CheckoutVoidPublic(
+        checkout_id=checkout_id, voided_at=voided.voided_at, reversals=reversals
+    )
 
 
 def read_account(session: Session, *, customer_id: str) -> AccountPublic:

@@ -23,6 +23,15 @@ from warehouse_service.schemas import (
     ReservationPublic,
 )
 
+CheckoutPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL_CHARACTERS,
+        examples=["3f0c2a9e-8a1c-4c7a-9a55-2f1d5f2b7c11"],
+    ),
+]
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
 ]
@@ -51,7 +60,7 @@ def _reservation_id(raw: str) -> uuid.UUID:
 def create_reservation(
     body: ReservationCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
-    """Hold every line's units for the checkout, or none of them (409 naming the sku that is short)."""
+    """Hold every line's units for the checkout, or none of them (409 naming the sku that is short, or for a voided checkout)."""
 
     def action() -> tuple[int, object]:
         reservation, created = store.reserve(
@@ -97,6 +106,38 @@ def release_reservation(
     ).to_response()
 
 
+@router.post(
+    "/checkouts/{checkout_id}/void",
+    tags=["reservations"],
+    summary="Void a checkout",
+    response_model=ReservationPublic,
+    responses=problem_responses(422),
+)
+def void_checkout(
+    checkout_id: CheckoutPath, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    """Release the checkout's reservation, or, if it has none, bar it from ever reserving.
+
+    The saga's compensation when it cannot know whether its reservation request arrived: the
+    answer is the released reservation (status `released`) or a row with status `voided` and no
+    items, after which `POST /reservations` for this checkout is refused with 409. Voiding again
+    changes nothing more.
+    """
+
+    def action() -> tuple[int, object]:
+        voided = store.void_checkout(session, checkout_id=checkout_id)
+        return 200, voided.model_dump(mode="json")
+
+    return execute_once(
+        session,
+        IdempotencyRecord,
+        scope=f"POST /checkouts/{checkout_id}/void",
+        key=idempotency_key,
+        digest=fingerprint(None),
+        action=action,
+    ).to_response()
+
+
 @router.get(
     "/reservations/{reservation_id}",
     tags=["reservations"],
@@ -121,7 +162,7 @@ def list_reservations(
     session: SessionDep,
     checkout_id: Annotated[str, Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)],
 ) -> ReservationPage:
-    """The reservation held for a checkout (an empty list if it has none)."""
+    """The reservation of a checkout (an empty list if it has none; status `voided` if it was voided first)."""
     with read_only(session):
         found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
     return ReservationPage(items=[found] if found else [])

@@ -27,6 +27,14 @@ class ReservationConflictError(ProblemError):
     title = "Reservation conflict"
 
 
+class CheckoutVoidedError(ProblemError):
+    """The checkout was voided (compensated) before it reserved: it can never reserve now."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:checkout-voided"
+    title = "Checkout voided"
+
+
 class ReservationNotFoundError(ProblemError):
     """No reservation has this id."""
 

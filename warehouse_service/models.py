@@ -33,7 +33,11 @@ class InventoryItem(WarehouseTable, table=True):
 
 
 class Reservation(WarehouseTable, table=True):
-    """Stock held for one checkout; at most one per checkout."""
+    """Stock held for one checkout; at most one per checkout.
+
+    ``status``: ``reserved``, ``released`` (stock given back) or ``voided`` (the checkout was
+    compensated before it reserved: a row without lines that refuses any later reservation).
+    """
 
     __tablename__ = "reservation"
 

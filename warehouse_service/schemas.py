@@ -49,11 +49,15 @@ class HeldLine(BaseModel):
 
 
 class ReservationPublic(BaseModel):
-    """A reservation as the API shows it."""
+    """A reservation as the API shows it.
+
+    ``voided``: the checkout was voided before it reserved anything; the row (with no items)
+    bars it from reserving later.
+    """
 
     id: uuid.UUID
     checkout_id: str
-    status: Literal["reserved", "released"]
+    status: Literal["reserved", "released", "voided"]
     items: list[HeldLine]
     created_at: datetime
     released_at: datetime | None

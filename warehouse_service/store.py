@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from warehouse_service.errors import (
+    CheckoutVoidedError,
     InsufficientStockError,
     ReservationConflictError,
     ReservationNotFoundError,
@@ -76,21 +77,32 @@ def find_reservation_for_checkout(
     return _public(reservation, _lines(session, reservation.id))
 
 
+def _existing_answer(existing: ReservationPublic, wanted: dict[str, int]) -> ReservationPublic:
+    """What asking again for a checkout that has a reservation row gets: it, or a refusal."""
+    if existing.status == "voided":
+        raise CheckoutVoidedError(
+            f"Checkout {existing.checkout_id} was voided: it can no longer reserve stock."
+        )
+    if {line.sku: line.quantity for line in existing.items} != wanted:
+        raise ReservationConflictError(
+            f"Checkout {existing.checkout_id} already holds reservation {existing.id} "
+            "with other lines."
+        )
+    return existing
+
+
 def reserve(
     session: Session, *, checkout_id: str, lines: list[ReservationLineIn]
 ) -> tuple[ReservationPublic, bool]:
     """Hold every line's units or none; returns the reservation and whether it is new.
 
-    A checkout holds at most one reservation: asking again with the same lines returns it.
+    A checkout holds at most one reservation: asking again with the same lines returns it. A
+    voided checkout (see ``void_checkout``) is refused.
     """
     wanted = merge_lines(lines)
     existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
     if existing is not None:
-        if {line.sku: line.quantity for line in existing.items} != wanted:
-            raise ReservationConflictError(
-                f"Checkout {checkout_id} already holds reservation {existing.id} with other lines."
-            )
-        return existing, False
+        return _existing_answer(existing, wanted), False
 
     # Claim the checkout before taking any stock. A concurrent twin (PostgreSQL's read-committed
     # readers do not see this uncommitted row) waits on the unique index, then fails here and
@@ -103,11 +115,7 @@ def reserve(
         existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
         if existing is None:
             raise
-        if {line.sku: line.quantity for line in existing.items} != wanted:
-            raise ReservationConflictError(
-                f"Checkout {checkout_id} already holds reservation {existing.id} with other lines."
-            ) from None
-        return existing, False
+        return _existing_answer(existing, wanted), False
 
     known = set(
         session.exec(select(InventoryItem.sku).where(col(InventoryItem.sku).in_(wanted))).all()
@@ -177,6 +185,31 @@ def release(session: Session, *, reservation_id: uuid.UUID) -> ReservationPublic
                 )
         session.refresh(reservation)
     return _public(reservation, lines)
+
+
+def void_checkout(session: Session, *, checkout_id: str) -> ReservationPublic:
+    """Undo whatever the checkout holds and bar it from reserving later (the saga's compensation).
+
+    With a reservation, release it (status ``released``). Without one, insert a *voided* row
+    for the checkout (status ``voided``, no lines): the unique index on ``checkout_id`` makes a
+    reservation request that arrives afterwards (queued in a slow network, or sent by a replica
+    that lost its lease) find that row and be refused, so the caller never has to guess whether
+    a call it gave up on is still on its way. Voiding again changes nothing more.
+    """
+    existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
+    if existing is None:
+        tombstone = Reservation(checkout_id=checkout_id, status="voided", released_at=utcnow())
+        try:
+            with session.begin_nested():
+                session.add(tombstone)
+        except IntegrityError:
+            # A reservation committed concurrently won the checkout: release it instead.
+            existing = find_reservation_for_checkout(session, checkout_id=checkout_id)
+            if existing is None:
+                raise
+        else:
+            return _public(tombstone, [])
+    return release(session, reservation_id=existing.id)
 
 
 def read_reservation(session: Session, *, reservation_id: uuid.UUID) -> ReservationPublic:

@@ -11,8 +11,10 @@ checkout is *parked* (lease given up, resumed ``RESUME_DELAY_S`` later by any re
 its deadline; the email step, past the pivot, is retried until it succeeds.
 Failure: a refusal (4xx), a deadline passed, or an operator's cancel records the checkout's
 ``error`` first (so a restart resumes compensating, never going forward again), then completed
-steps are compensated in reverse order, each retried until it succeeds; a step whose outcome is
-unknown (its call may have been applied) is first settled by reading the service.
+steps are compensated in reverse order, each retried until it succeeds. A step whose outcome is
+unknown (its call may have been applied, or may still arrive) is compensated too: compensation
+voids the checkout at the service, undoing what landed and refusing what comes later; if
+nothing had landed, the step ends ``failed`` rather than ``compensated``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
 from orchestrator.models import Checkout, Step, utcnow
 from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
-from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.saga.steps import Compensation, SagaContext, SagaStep, StepKind
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.store import CancelRequestedError, Journal
+
+T = TypeVar("T")
 
 FORWARD_DONE, FORWARD_FAILED, FORWARD_PARKED = "done", "failed", "parked"
 
@@ -222,8 +226,8 @@ class SagaRunner:
         row: Step,
         token: int,
         phase: str,
-        call: Callable[[SagaContext], Awaitable[Outcome]],
-    ) -> Outcome:
+        call: Callable[[SagaContext], Awaitable[T]],
+    ) -> T:
         """One call to a service; a transient error is journaled on the step, then re-raised."""
         self.crash.reach(f"{step.name}:before_{phase}")
         try:
@@ -249,7 +253,10 @@ class SagaRunner:
     async def _compensate(
         self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
     ) -> None:
-        """Undo completed steps in reverse order; steps never reached become ``skipped``."""
+        """Undo completed steps, and steps that may have taken effect, in reverse order.
+
+        Steps never reached become ``skipped``; steps refused for good stay ``failed``.
+        """
         checkout_id = uuid.UUID(ctx.checkout_id)
         for name in reversed(order):
             row, step = rows[name], self.steps[name]
@@ -257,37 +264,29 @@ class SagaRunner:
                 await self.journal.record(
                     checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()})
                 )
-                continue
-            if row.status in ("running", "failed") and self._maybe_applied(row):
-                effect = await self._settle(step, ctx)
-                if effect is None:
-                    if row.status == "running":
-                        await self.journal.record(
-                            checkout_id,
-                            token,
-                            step=(name, {"status": "failed", "finished_at": utcnow()}),
-                        )
-                    continue
-                row.result = json.dumps(effect)
-                await self.journal.record(checkout_id, token, step=(name, {"result": row.result}))
-            elif row.status != "succeeded":
-                continue
-            await self._undo(step, ctx, row, token)
+            elif row.status == "succeeded":
+                await self._undo(step, ctx, row, token, json.loads(row.result or "{}"))
+            elif row.status in ("running", "failed") and self._maybe_applied(row):
+                await self._undo(step, ctx, row, token, None)
 
-    async def _undo(self, step: SagaStep, ctx: SagaContext, row: Step, token: int) -> None:
-        """Compensate one step, retrying until the service accepts it."""
+    async def _undo(
+        self,
+        step: SagaStep,
+        ctx: SagaContext,
+        row: Step,
+        token: int,
+        result: dict[str, Any] | None,
+    ) -> None:
+        """Compensate one step (``result`` None: its outcome is unknown), retrying until accepted."""
         checkout_id = uuid.UUID(ctx.checkout_id)
-        result = json.loads(row.result or "{}")
 
-        async def compensate(context: SagaContext) -> Outcome:
+        async def compensate(context: SagaContext) -> Compensation:
             return await step.compensate(context, result)
 
         try:
             async for attempt in self.policy.forever().attempts():
                 with attempt:
-                    http_status, undone = await self._call(
-                        step, ctx, row, token, "compensate", compensate
-                    )
+                    done = await self._call(step, ctx, row, token, "compensate", compensate)
         except StepRefusedError as exc:
             # A compensation the service refuses cannot succeed by retrying; record it for an operator.
             self.telemetry.compensation_abandoned(checkout_id, step.name, exc)
@@ -304,33 +303,26 @@ class SagaRunner:
                 ),
             )
             return
-        row.status, row.result = "compensated", json.dumps(undone)
+        row.result = json.dumps(done.summary)
         # The step's forward error (if any) stays: it says why this step had to be undone.
-        await self.journal.record(
-            checkout_id,
-            token,
-            step=(
-                step.name,
-                {
-                    "status": "compensated",
-                    "result": row.result,
-                    "http_status": http_status,
-                    "compensated_at": utcnow(),
-                },
-            ),
-        )
+        values: dict[str, Any] = {"result": row.result, "http_status": done.http_status}
+        if done.undid:
+            row.status = "compensated"
+            values |= {"status": "compensated", "compensated_at": utcnow()}
+        else:
+            # Its effect never landed, and the void means it never will: the step simply failed.
+            row.status = "failed"
+            values |= {"status": "failed", "finished_at": row.finished_at or utcnow()}
+        await self.journal.record(checkout_id, token, step=(step.name, values))
 
     @staticmethod
     def _maybe_applied(row: Step) -> bool:
-        """Whether a step that did not succeed may still have taken effect."""
-        if row.status == "running":
+        """Whether a step that did not succeed may still have taken effect.
+
+        Only a step whose one and only call was refused surely did nothing: with several
+        attempts, an earlier one may have timed out and still be on its way.
+        """
+        if row.status == "running" or row.attempts > 1:
             return True
         error = json.loads(row.error or "{}")
         return bool(error.get("retryable"))
-
-    async def _settle(self, step: SagaStep, ctx: SagaContext) -> dict[str, Any] | None:
-        """Read whether the step's effect exists, retrying the read until the service answers."""
-        async for attempt in self.policy.forever().attempts():
-            with attempt:
-                return await step.settle(ctx)
-        return None  # pragma: no cover - the loop only ends by returning or raising

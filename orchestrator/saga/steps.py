@@ -1,15 +1,18 @@
-"""The three saga steps, declared in one place with their kind, action, settle and compensation.
+"""The three saga steps, declared in one place with their kind, action and compensation.
 
 Kinds:
-- compensatable: its effect can be undone (warehouse reservation → release; rewards credit →
-  reversal). Transient failures are retried within the step's policy; a refusal or exhausted
+- compensatable: its effect can be undone (warehouse reservation → released; rewards credit →
+  reversed). Transient failures are retried within the step's policy; a refusal or exhausted
   retries fail the checkout, and completed compensatable steps are undone in reverse order.
 - retriable: the confirmation email cannot be taken back, so once reached it is retried until
   it succeeds. If a later step fails (an order that puts the email first), its compensation is
   a second message, ``order_cancelled``.
 
-``settle`` reads a step's effect by its natural key (one reservation, one credit, one message
-per checkout) to learn whether a call whose answer was lost was applied, before compensating.
+Compensatable steps are undone by *voiding the checkout* at the service, not by undoing one
+known reservation or credit: the service undoes whatever the checkout holds and refuses anything
+for it that arrives later. So a step whose outcome is unknown (its answer was lost, or a request
+may still be queued in a slow service or sent by a replica that lost its lease) is compensated
+the same way as one that succeeded, without reading first and guessing from what the read saw.
 """
 
 from __future__ import annotations
@@ -55,6 +58,15 @@ class SagaContext:
 Outcome = tuple[int, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Compensation:
+    """What undoing a step did: ``undid`` is False when its effect never existed (nor ever will)."""
+
+    http_status: int
+    summary: dict[str, Any]
+    undid: bool
+
+
 class SagaStep(Protocol):
     """One step of the checkout saga."""
 
@@ -67,11 +79,11 @@ class SagaStep(Protocol):
     async def execute(self, ctx: SagaContext) -> Outcome:
         """Apply the step; returns the HTTP status and a summary kept in the journal."""
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        """The step's effect if the service recorded it, else None."""
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any] | None) -> Compensation:
+        """Undo the step's effect (for the email, send the cancellation).
 
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        """Undo the step's effect (or, for the email, send the cancellation)."""
+        ``result`` is what the step's call answered, or None when its outcome is unknown.
+        """
 
 
 class WarehouseStep:
@@ -90,19 +102,13 @@ class WarehouseStep:
         )
         return status, {"reservation_id": reservation.id, "status": reservation.status}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        reservation = await self.clients.find_reservation(checkout_id=ctx.checkout_id)
-        return (
-            {"reservation_id": reservation.id, "status": reservation.status}
-            if reservation
-            else None
+    async def compensate(self, ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
+        status, reservation = await self.clients.void_reservation(
+            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "void")
         )
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reservation = await self.clients.release(
-            reservation_id=result["reservation_id"], key=ctx.key(self.name, "release")
-        )
-        return status, {"reservation_id": reservation.id, "status": reservation.status}
+        # "voided": the checkout had no reservation, and now can never get one.
+        summary = {"reservation_id": reservation.id, "status": reservation.status}
+        return Compensation(status, summary, undid=reservation.status != "voided")
 
 
 class RewardsStep:
@@ -124,15 +130,17 @@ class RewardsStep:
         )
         return status, {"transaction_id": credit.id, "points": credit.points}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        credit = await self.clients.find_credit(checkout_id=ctx.checkout_id)
-        return {"transaction_id": credit.id, "points": credit.points} if credit else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reversal = await self.clients.reverse(
-            transaction_id=result["transaction_id"], key=ctx.key(self.name, "reverse")
+    async def compensate(self, ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
+        status, voided = await self.clients.void_credit(
+            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "void")
         )
-        return status, {"transaction_id": result["transaction_id"], "reversal_id": reversal.id}
+        # No reversal: the checkout was never credited, and now can never be.
+        reversal = voided.reversals[0] if voided.reversals else None
+        summary = {
+            "transaction_id": reversal.reverses_id if reversal else None,
+            "reversal_id": reversal.id if reversal else None,
+        }
+        return Compensation(status, summary, undid=reversal is not None)
 
 
 class EmailStep:
@@ -155,13 +163,15 @@ class EmailStep:
         )
         return status, {"email_id": message.id, "status": message.status}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        message = await self.clients.find_email(
-            checkout_id=ctx.checkout_id, template="order_confirmation"
-        )
-        return {"email_id": message.id, "status": message.status} if message else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any] | None) -> Compensation:
+        if result is None:
+            # Never a cancellation without a confirmation: with the outcome unknown, look first.
+            found = await self.clients.find_email(
+                checkout_id=ctx.checkout_id, template="order_confirmation"
+            )
+            if found is None:
+                return Compensation(200, {"email_id": None}, undid=False)
+            result = {"email_id": found.id}
         status, message = await self.clients.send_email(
             to=ctx.customer["email"],
             template="order_cancelled",
@@ -169,7 +179,8 @@ class EmailStep:
             context=ctx.email_context(),
             key=ctx.key(self.name, "cancellation"),
         )
-        return status, {"email_id": result["email_id"], "cancellation_email_id": message.id}
+        summary = {"email_id": result["email_id"], "cancellation_email_id": message.id}
+        return Compensation(status, summary, undid=True)
 
 
 def build_steps(clients: ServiceClients) -> dict[str, SagaStep]:

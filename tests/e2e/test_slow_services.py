@@ -71,14 +71,6 @@ async def test_a_timed_out_reservation_is_found_again_when_the_parked_checkout_r
         assert (await warehouse.get("/inventory/SKU-001")).json()["reserved"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (orchestrator/saga/runner.py, _compensate/_settle): a step that failed with an ambiguous "
-        "transient error is settled by one read; a call still on its way (or queued in a slow "
-        "service) lands after the read, so the failed checkout keeps an orphan reservation"
-    ),
-)
 async def test_a_reservation_landing_after_the_checkout_failed_is_not_left_behind(
     harness: Harness, tmp_path: Path
 ) -> None:
@@ -91,11 +83,15 @@ async def test_a_reservation_landing_after_the_checkout_failed_is_not_left_behin
         response = await api.post("/checkouts", json=checkout_body())
         assert response.status_code == 201, response.text
         checkout = response.json()
-        # The one attempt timed out after the deadline: the checkout fails, settling the
-        # reservation by reading it (none yet) instead of compensating it.
+        # The one attempt timed out after the deadline: the checkout fails and voids itself at
+        # the warehouse, which held nothing yet, so the step stays "failed".
         assert checkout["status"] == "failed"
         assert step(checkout, "warehouse")["status"] == "failed"
         assert step(checkout, "warehouse")["error"]["kind"] == "StepTransientError"
+        assert step(checkout, "warehouse")["result"]["status"] == "voided"
 
-        await anyio.sleep(6)  # the held request reaches the warehouse meanwhile
+        await anyio.sleep(6)  # the held request reaches the warehouse meanwhile: refused
         assert await check_invariants(api, warehouse, rewards, email, wait_s=5) == []
+        listed = await warehouse.get("/reservations", params={"checkout_id": checkout["id"]})
+        assert [r["status"] for r in listed.json()["items"]] == ["voided"]
+        assert (await warehouse.get("/inventory/SKU-001")).json()["reserved"] == 0

@@ -58,7 +58,7 @@ SERVICES = {
         "rewards",
         REWARDS_HISTORY,
         lambda url: create_rewards_app(RewardsSettings(database_url=url)),
-        "0002_account_history_index",
+        "0003_voided_checkout",
     ),
     "email": ServiceUnderTest(
         "email",

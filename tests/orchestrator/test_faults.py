@@ -1,4 +1,4 @@
-"""Transient faults between the orchestrator and the services: retried, settled, never doubled."""
+"""Transient faults between the orchestrator and the services: retried, voided, never doubled."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ async def test_429_waits_as_long_as_retry_after_says(database_url: Any) -> None:
         assert step(checkout, "rewards")["attempts"] == 2
 
 
-async def test_a_service_down_past_the_deadline_fails_the_checkout_and_settles(
+async def test_a_service_down_past_the_deadline_fails_the_checkout_and_voids_it(
     database_url: Any,
 ) -> None:
     """Rewards down past the checkout's deadline: it fails, the lost credit is found and reversed."""
@@ -97,7 +97,7 @@ async def test_a_service_down_past_the_deadline_fails_the_checkout_and_settles(
         assert rewards["attempts"] == 3
         assert rewards["error"]["retryable"] is True
         assert checkout["error"]["deadline_passed"] is True
-        # The lost answers were applied once (same key): the settle finds the credit and reverses it.
+        # The lost answers were applied once (same key): voiding the checkout reverses the credit.
         assert rewards["status"] == "compensated"
         assert await suite.balance("c-42") == 0
         assert step(checkout, "warehouse")["status"] == "compensated"
@@ -106,7 +106,7 @@ async def test_a_service_down_past_the_deadline_fails_the_checkout_and_settles(
 
 
 async def test_unreachable_step_with_nothing_applied_is_just_failed(database_url: Any) -> None:
-    """A step that never reached its service settles to 'nothing happened' and stays failed."""
+    """A step that never reached its service is voided (nothing to undo) and stays failed."""
     async with faulty_suite(database_url, step_max_attempts=2, checkout_deadline_s=0.001) as (
         suite,
         faults,
@@ -117,6 +117,7 @@ async def test_unreachable_step_with_nothing_applied_is_just_failed(database_url
         assert checkout["status"] == "failed"
         assert step(checkout, "warehouse")["status"] == "failed"
         assert step(checkout, "warehouse")["error"]["kind"] == "StepTransientError"
+        assert step(checkout, "warehouse")["result"]["status"] == "voided"
         assert (await suite.inventory("SKU-001"))["reserved"] == 0
 
 
@@ -132,14 +133,14 @@ async def test_the_email_is_retried_until_it_is_sent(database_url: Any) -> None:
 
 
 async def test_compensation_is_retried_until_it_succeeds(database_url: Any) -> None:
-    """A release that fails transiently is retried; the stock comes back exactly once."""
+    """A void that fails transiently is retried; the stock comes back exactly once."""
     async with faulty_suite(database_url, checkout_steps="warehouse,rewards,email") as (
         suite,
         faults,
     ):
         faults["rewards"].add("POST", "/accounts/*/transactions", "status", status=400)
-        faults["warehouse"].add("POST", "/reservations/*/release", "lose_answer", times=1)
-        faults["warehouse"].add("POST", "/reservations/*/release", "status", status=503, times=2)
+        faults["warehouse"].add("POST", "/checkouts/*/void", "lose_answer", times=1)
+        faults["warehouse"].add("POST", "/checkouts/*/void", "status", status=503, times=2)
         checkout = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
 
         assert checkout["status"] == "failed"
@@ -152,5 +153,5 @@ async def test_compensation_is_retried_until_it_succeeds(database_url: Any) -> N
             "reserved": 0,
             "available": 10,
         }
-        releases = [c for c in faults["warehouse"].calls if c[1].endswith("/release")]
-        assert len(releases) == 4
+        voids = [c for c in faults["warehouse"].calls if c[1].endswith("/void")]
+        assert len(voids) == 4

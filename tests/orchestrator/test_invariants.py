@@ -56,7 +56,7 @@ async def test_a_mix_of_checkouts_and_faults_keeps_every_invariant(
     """Members, non-members, sold-out lines and transient faults, in any step order: no violation."""
     async with faulty_suite(database_url, checkout_steps=order) as (suite, faults):
         faults["warehouse"].add("POST", "/reservations", "lose_answer")
-        faults["rewards"].add("POST", "/transactions/*/reverse", "lose_answer")
+        faults["rewards"].add("POST", "/checkouts/*/void", "lose_answer")
         faults["email"].add("POST", "/emails", "status", status=503, times=2)
         placed = [
             await place(suite, customer_id="m-1", email="m1@example.com"),

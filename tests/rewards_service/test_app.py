@@ -13,6 +13,7 @@ ROUTES = {
     ("get", "/accounts/{customer_id}"),
     ("get", "/accounts/{customer_id}/transactions"),
     ("post", "/transactions/{transaction_id}/reverse"),
+    ("post", "/checkouts/{checkout_id}/void"),
     ("get", "/transactions/{transaction_id}"),
     ("get", "/transactions"),
 }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.saga.steps import Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.saga.steps import Compensation, Outcome, SagaContext, SagaStep, StepKind
 from tests.saga.fakes import FakeServices
 
 
 class FakeWarehouseStep:
-    """The warehouse step over the fakes: reserve, settle by checkout, release."""
+    """The warehouse step over the fakes: reserve, void the checkout to compensate."""
 
     name = "warehouse"
     kind = StepKind.COMPENSATABLE
@@ -26,19 +26,16 @@ class FakeWarehouseStep:
         )
         return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_reservation(checkout_id=ctx.checkout_id)
-        return {"reservation_id": found["id"], "status": found["status"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reservation = await self.services.release(
-            reservation_id=result["reservation_id"], key=ctx.key(self.name, "release")
+    async def compensate(self, ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
+        status, reservation = await self.services.void_reservation(
+            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "void")
         )
-        return status, {"reservation_id": reservation["id"], "status": reservation["status"]}
+        summary = {"reservation_id": reservation["id"], "status": reservation["status"]}
+        return Compensation(status, summary, undid=reservation["status"] != "voided")
 
 
 class FakeRewardsStep:
-    """The rewards step over the fakes: credit members only, settle by checkout, reverse."""
+    """The rewards step over the fakes: credit members only, void the checkout to compensate."""
 
     name = "rewards"
     kind = StepKind.COMPENSATABLE
@@ -55,19 +52,20 @@ class FakeRewardsStep:
         )
         return status, {"transaction_id": credit["id"], "points": credit["points"]}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_credit(checkout_id=ctx.checkout_id)
-        return {"transaction_id": found["id"], "points": found["points"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
-        status, reversal = await self.services.reverse(
-            transaction_id=result["transaction_id"], key=ctx.key(self.name, "reverse")
+    async def compensate(self, ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
+        status, voided = await self.services.void_credit(
+            checkout_id=ctx.checkout_id, key=ctx.key(self.name, "void")
         )
-        return status, {"transaction_id": result["transaction_id"], "reversal_id": reversal["id"]}
+        reversal = voided["reversals"][0] if voided["reversals"] else None
+        summary = {
+            "transaction_id": reversal["reverses_id"] if reversal else None,
+            "reversal_id": reversal["id"] if reversal else None,
+        }
+        return Compensation(status, summary, undid=reversal is not None)
 
 
 class FakeEmailStep:
-    """The email step over the fakes: confirm (retried forever), settle, send the cancellation."""
+    """The email step over the fakes: confirm (retried forever), send the cancellation."""
 
     name = "email"
     kind = StepKind.RETRIABLE
@@ -86,19 +84,21 @@ class FakeEmailStep:
         )
         return status, {"email_id": message["id"], "status": message["status"]}
 
-    async def settle(self, ctx: SagaContext) -> dict[str, Any] | None:
-        found = await self.services.find_email(
-            checkout_id=ctx.checkout_id, template="order_confirmation"
-        )
-        return {"email_id": found["id"], "status": found["status"]} if found else None
-
-    async def compensate(self, ctx: SagaContext, result: dict[str, Any]) -> Outcome:
+    async def compensate(self, ctx: SagaContext, result: dict[str, Any] | None) -> Compensation:
+        if result is None:
+            found = await self.services.find_email(
+                checkout_id=ctx.checkout_id, template="order_confirmation"
+            )
+            if found is None:
+                return Compensation(200, {"email_id": None}, undid=False)
+            result = {"email_id": found["id"]}
         status, message = await self.services.send_email(
             checkout_id=ctx.checkout_id,
             template="order_cancelled",
             key=ctx.key(self.name, "cancellation"),
         )
-        return status, {"email_id": result["email_id"], "cancellation_email_id": message["id"]}
+        summary = {"email_id": result["email_id"], "cancellation_email_id": message["id"]}
+        return Compensation(status, summary, undid=True)
 
 
 def fake_steps(services: FakeServices) -> dict[str, SagaStep]:

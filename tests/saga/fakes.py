@@ -4,12 +4,15 @@ The fakes keep the services' idempotency contract: a mutating call's first answe
 under its Idempotency-Key and replayed to every repeat, and each effect exists once per natural
 key (one reservation, one credit, one message per template per checkout; one release per
 reservation, one reversal per credit). A refusal is never stored: it changed nothing, and a
-repeat of a key already applied is answered with the stored answer instead.
+repeat of a key already applied is answered with the stored answer instead. Voiding a checkout
+(the compensation of warehouse and rewards) undoes what it holds and refuses what comes later.
 
 Every call first takes the next fault of a ``FaultPlan`` for its (service, action); calls past the
 end of the plan succeed, so the steps and compensations the runner retries forever do end.
 ``Fault.CANCEL`` is an operator asking to cancel the checkout while the call is in flight (the
-call itself then succeeds).
+call itself then succeeds). ``Fault.LATE`` holds the request in the network: the caller times
+out now, and the request reaches the service only when ``deliver_late`` is called (after the
+checkout ended, say), applied then or refused as the service would.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.steps import Outcome
 
 SERVICES = ("warehouse", "rewards", "email")
-ACTIONS = ("execute", "settle", "compensate")
+ACTIONS = ("execute", "read", "compensate")
 
 
 class Crash(BaseException):
@@ -43,6 +46,7 @@ class Fault(enum.StrEnum):
     CRASH_BEFORE = "crash_before"  # the orchestrator dies before the service applies the call
     CRASH_AFTER = "crash_after"  # the orchestrator dies after the service applied the call
     CANCEL = "cancel"  # an operator asks to cancel the checkout during the call, which succeeds
+    LATE = "late"  # held in the network: times out now, reaches the service at deliver_late()
 
 
 class FaultPlan:
@@ -91,6 +95,8 @@ class FakeServices:
     keys: dict[tuple[str, str], set[str]] = field(
         default_factory=dict
     )  # (effect, natural key) → keys
+    voided: set[str] = field(default_factory=set)  # checkouts voided at rewards
+    held: list[Callable[[], None]] = field(default_factory=list)  # requests still on their way
     calls: int = 0
     operator_cancel: Callable[[], Awaitable[object]] | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
@@ -98,7 +104,14 @@ class FakeServices:
     def state(self) -> Any:
         """Everything the services hold, for comparing before and after."""
         return copy.deepcopy(
-            (self.reservations, self.transactions, self.emails, self.answers, self.effects)
+            (
+                self.reservations,
+                self.transactions,
+                self.voided,
+                self.emails,
+                self.answers,
+                self.effects,
+            )
         )
 
     def _new_id(self, prefix: str) -> str:
@@ -121,6 +134,12 @@ class FakeServices:
             raise Crash(f"{service} {action} {key}: before the call")
         if fault is Fault.TRANSIENT:
             raise StepTransientError(f"{service} {action}: connection refused (injected)")
+        if fault is Fault.LATE:
+            self.held.append(lambda: self._arrive(service, key, apply))
+            raise StepTransientError(
+                f"{service} {action}: read timeout (injected; the request is still on its way)",
+                ambiguous=True,
+            )
         stored = self.answers.get((service, key))
         if stored is None:
             if fault is Fault.REFUSE:
@@ -134,6 +153,21 @@ class FakeServices:
             )
         return copy.deepcopy(stored)
 
+    def _arrive(self, service: str, key: str, apply: Callable[[], Outcome]) -> None:
+        """A held request reaches the service: applied once per key, or refused (stored nowhere)."""
+        if (service, key) in self.answers:
+            return
+        try:
+            self.answers[(service, key)] = copy.deepcopy(apply())
+        except StepRefusedError:
+            pass
+
+    def deliver_late(self) -> None:
+        """Every request still held in the network reaches its service now."""
+        held, self.held = self.held, []
+        for arrive in held:
+            arrive()
+
     async def _fault(self, service: str, action: str) -> Fault:
         fault = self.plan.next(service, action)
         if fault is Fault.CANCEL:
@@ -145,11 +179,11 @@ class FakeServices:
     async def _read(self, service: str) -> None:
         await anyio.lowlevel.checkpoint()
         self.calls += 1
-        fault = await self._fault(service, "settle")
+        fault = await self._fault(service, "read")
         if fault in (Fault.CRASH_BEFORE, Fault.CRASH_AFTER):
-            raise Crash(f"{service} settle")
+            raise Crash(f"{service} read")
         if fault is not Fault.OK:
-            raise StepTransientError(f"{service} settle: read timeout (injected)", ambiguous=True)
+            raise StepTransientError(f"{service} read: timeout (injected)", ambiguous=True)
 
     def _applied(self, effect: str, natural: str) -> None:
         self.effects.append((effect, natural))
@@ -157,11 +191,14 @@ class FakeServices:
     # --- warehouse ------------------------------------------------------------------------
 
     def reservations_of(self, checkout_id: str) -> list[dict[str, Any]]:
+        """The checkout's reservation rows, a ``voided`` one included."""
         return [r for r in self.reservations.values() if r["checkout_id"] == checkout_id]
 
     async def reserve(self, *, checkout_id: str, key: str) -> Outcome:
         def apply() -> Outcome:
             existing = self.reservations_of(checkout_id)
+            if existing and existing[0]["status"] == "voided":
+                raise StepRefusedError(f"checkout {checkout_id} was voided", http_status=409)
             if existing:
                 return 200, dict(existing[0])
             reservation = {"id": self._new_id("res"), "checkout_id": checkout_id}
@@ -174,23 +211,27 @@ class FakeServices:
             "warehouse", "execute", key=key, effect=("reserve", checkout_id), apply=apply
         )
 
-    async def find_reservation(self, *, checkout_id: str) -> dict[str, Any] | None:
-        await self._read("warehouse")
-        found = self.reservations_of(checkout_id)
-        return dict(found[0]) if found else None
-
-    async def release(self, *, reservation_id: str, key: str) -> Outcome:
+    async def void_reservation(self, *, checkout_id: str, key: str) -> Outcome:
         def apply() -> Outcome:
-            reservation = self.reservations.get(reservation_id)
-            if reservation is None:
-                raise StepRefusedError(f"no reservation {reservation_id}", http_status=404)
+            existing = self.reservations_of(checkout_id)
+            if not existing:
+                tombstone = {"id": self._new_id("res"), "checkout_id": checkout_id}
+                tombstone["status"] = "voided"
+                self.reservations[tombstone["id"]] = tombstone
+                self._applied("void reservation", checkout_id)
+                return 200, dict(tombstone)
+            reservation = existing[0]
             if reservation["status"] == "reserved":
                 reservation["status"] = "released"
-                self._applied("release", reservation_id)
+                self._applied("release", reservation["id"])
             return 200, dict(reservation)
 
         return await self._mutate(
-            "warehouse", "compensate", key=key, effect=("release", reservation_id), apply=apply
+            "warehouse",
+            "compensate",
+            key=key,
+            effect=("void reservation", checkout_id),
+            apply=apply,
         )
 
     # --- rewards --------------------------------------------------------------------------
@@ -209,6 +250,8 @@ class FakeServices:
                 if existing[0]["points"] != points:
                     raise StepRefusedError("credited with other points", http_status=409)
                 return 200, dict(existing[0])
+            if checkout_id in self.voided:
+                raise StepRefusedError(f"checkout {checkout_id} was voided", http_status=409)
             credit: dict[str, Any] = {"id": self._new_id("tx"), "checkout_id": checkout_id}
             credit |= {"points": points, "kind": "credit", "reverses_id": None}
             self.transactions[credit["id"]] = credit
@@ -219,28 +262,28 @@ class FakeServices:
             "rewards", "execute", key=key, effect=("credit", checkout_id), apply=apply
         )
 
-    async def find_credit(self, *, checkout_id: str) -> dict[str, Any] | None:
-        await self._read("rewards")
-        found = self.transactions_of(checkout_id, "credit")
-        return dict(found[0]) if found else None
+    def _reversal_of(self, credit: dict[str, Any]) -> dict[str, Any]:
+        for row in self.transactions.values():
+            if row["reverses_id"] == credit["id"]:
+                return row
+        reversal = {"id": self._new_id("tx"), "checkout_id": credit["checkout_id"]}
+        reversal |= {"kind": "reversal", "points": -credit["points"]}
+        reversal["reverses_id"] = credit["id"]
+        self.transactions[reversal["id"]] = reversal
+        self._applied("reverse", credit["id"])
+        return reversal
 
-    async def reverse(self, *, transaction_id: str, key: str) -> Outcome:
+    async def void_credit(self, *, checkout_id: str, key: str) -> Outcome:
         def apply() -> Outcome:
-            credit = self.transactions.get(transaction_id)
-            if credit is None or credit["kind"] != "credit":
-                raise StepRefusedError(f"no credit {transaction_id}", http_status=404)
-            for row in self.transactions.values():
-                if row["reverses_id"] == transaction_id:
-                    return 200, dict(row)
-            reversal = {"id": self._new_id("tx"), "checkout_id": credit["checkout_id"]}
-            reversal |= {"kind": "reversal", "points": -credit["points"]}
-            reversal["reverses_id"] = transaction_id
-            self.transactions[reversal["id"]] = reversal
-            self._applied("reverse", transaction_id)
-            return 201, dict(reversal)
+            if checkout_id not in self.voided:
+                self.voided.add(checkout_id)
+                self._applied("void credit", checkout_id)
+            credits = self.transactions_of(checkout_id, "credit")
+            reversals = [dict(self._reversal_of(credit)) for credit in credits]
+            return 200, {"checkout_id": checkout_id, "reversals": reversals}
 
         return await self._mutate(
-            "rewards", "compensate", key=key, effect=("reverse", transaction_id), apply=apply
+            "rewards", "compensate", key=key, effect=("void credit", checkout_id), apply=apply
         )
 
     # --- email ----------------------------------------------------------------------------

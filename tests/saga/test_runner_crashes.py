@@ -127,30 +127,50 @@ async def test_a_crash_around_a_compensation_is_resumed_by_another_replica(
     assert len(run.services.emails_of(str(run.checkout_id), "order_cancelled")) == 1
 
 
-async def test_lost_answers_past_the_deadline_are_settled_across_a_crash_while_reading(
-    engine: AsyncEngine,
+@pytest.mark.parametrize("failing", ["warehouse", "rewards"])
+async def test_a_request_still_on_its_way_when_the_checkout_failed_is_refused_on_arrival(
+    engine: AsyncEngine, failing: str
 ) -> None:
-    """A step out of attempts past its deadline is settled by reading, even if a replica dies reading."""
-    faults = {
-        ("warehouse", "execute"): [Fault.LOST] * 3,
-        ("warehouse", "settle"): [Fault.TRANSIENT, Fault.CRASH_BEFORE],
-    }
+    """Requests held in the network past the deadline: the void bars them, so they land as refusals."""
+    faults = {(failing, "execute"): [Fault.LATE] * 3}
     run = await drive(engine, faults=faults, deadline_after_parks=0)
     checkout, steps = await run.load()
+    cid = str(run.checkout_id)
     assert checkout.status == "failed"
     assert json.loads(checkout.error or "")["deadline_passed"] is True
-    assert len(run.crashes) == 1
-    assert step(steps, "warehouse").status == "compensated"
-    assert run.services.reservations_of(str(run.checkout_id))[0]["status"] == "released"
+    assert run.services.held == []  # delivered after the checkout ended
+    assert step(steps, failing).status == "failed"  # never took effect, and never will
+    effect = "reserve" if failing == "warehouse" else "credit"
+    assert (effect, cid) not in run.services.effects
+    if failing == "warehouse":
+        assert [r["status"] for r in run.services.reservations_of(cid)] == ["voided"]
+    else:
+        assert step(steps, "warehouse").status == "compensated"
+        assert run.services.transactions_of(cid, "credit") == []
+
+
+async def test_a_refusal_after_a_timed_out_attempt_still_voids_the_step(
+    engine: AsyncEngine,
+) -> None:
+    """A reservation refused on its second attempt may have landed on its first: it is voided too."""
+    faults = {("warehouse", "execute"): [Fault.LATE, Fault.REFUSE]}
+    run = await drive(engine, faults=faults)
+    checkout, steps = await run.load()
+    cid = str(run.checkout_id)
+    assert checkout.status == "failed"
+    assert json.loads(checkout.error or "")["kind"] == "StepRefusedError"
+    assert step(steps, "warehouse").status == "failed"
+    assert [r["status"] for r in run.services.reservations_of(cid)] == ["voided"]
+    assert ("reserve", cid) not in run.services.effects
 
 
 @pytest.mark.parametrize("failing", ["warehouse", "rewards"])
 async def test_a_crash_while_retrying_the_failed_steps_compensation_still_undoes_it(
     engine: AsyncEngine, failing: str
 ) -> None:
-    """The failed step's settled effect is still undone when its compensation erred once, then a replica died."""
+    """The failed step's effect is still undone when its compensation erred once, then a replica died."""
     faults = {
-        (failing, "execute"): [Fault.LOST] * 3,  # applied, answers lost: settled, then undone
+        (failing, "execute"): [Fault.LOST] * 3,  # applied, answers lost: voided, so undone
         (failing, "compensate"): [Fault.TRANSIENT, Fault.CRASH_BEFORE],
     }
     services = FakeServices(FaultPlan(faults))
@@ -212,10 +232,8 @@ async def test_a_cancel_after_the_pivot_is_refused(engine: AsyncEngine) -> None:
     assert checkout.status == "completed"
 
 
-async def test_a_cancel_while_parked_settles_and_undoes_the_parked_step(
-    engine: AsyncEngine,
-) -> None:
-    """A parked checkout cancelled by an operator settles the step that may have applied, and undoes all."""
+async def test_a_cancel_while_parked_undoes_the_parked_step(engine: AsyncEngine) -> None:
+    """A parked checkout cancelled by an operator undoes the step that may have applied, and all before it."""
     run = await drive(engine, faults={("rewards", "execute"): [Fault.LOST] * 3}, cancel_at=1)
     checkout, steps = await run.load()
     assert (run.parks, run.cancels) == (1, [True])

@@ -27,13 +27,14 @@ from tests.saga.harness import assert_saga_invariants, journal_engine, start
 PHASES = ("before_call", "after_call", "before_compensate", "after_compensate")
 CRASH_POINTS = [f"{service}:{phase}" for service in SERVICES for phase in PHASES]
 CRASHES = (Fault.CRASH_BEFORE, Fault.CRASH_AFTER)
-TRANSIENT = st.sampled_from([Fault.TRANSIENT, Fault.LOST])
+TRANSIENT = st.sampled_from([Fault.TRANSIENT, Fault.LOST, Fault.LATE])
 
 
 def faults(*others: Fault) -> st.SearchStrategy[list[Fault]]:
     """Faults for the first calls of one (service, action), in runs of 1-3; later calls succeed.
 
-    Half the runs are transient failures (answer lost or not), so that a step exhausting its
+    Half the runs are transient failures (answer lost, request never sent, or request still on
+    its way, arriving after the checkout ended), so that a step exhausting its
     attempts (three in a row) is common, not a rare coincidence. No ``Fault.OK``: a call that
     succeeds usually ends the step, so faults drawn after it would go unused.
     """
@@ -47,7 +48,7 @@ def fault_plans(**overrides: st.SearchStrategy[list[Fault]]) -> st.SearchStrateg
         ("warehouse", "execute"): faults(*CRASHES, Fault.CANCEL, Fault.REFUSE),
         ("rewards", "execute"): faults(*CRASHES, Fault.CANCEL, Fault.REFUSE),
         ("email", "execute"): faults(*CRASHES, Fault.CANCEL),
-        **{(service, "settle"): faults(Fault.CRASH_BEFORE) for service in SERVICES},
+        ("email", "read"): faults(Fault.CRASH_BEFORE),
         **{(service, "compensate"): faults(*CRASHES) for service in SERVICES},
     }
     for name, strategy in overrides.items():

@@ -68,6 +68,7 @@ async def test_openapi_lists_the_routes(client: httpx.AsyncClient) -> None:
         ("GET", "/reservations"),
         ("GET", "/reservations/{reservation_id}"),
         ("POST", "/reservations/{reservation_id}/release"),
+        ("POST", "/checkouts/{checkout_id}/void"),
         ("GET", "/inventory/{sku}"),
         ("PUT", "/inventory/{sku}"),
         ("GET", "/healthz"),
