@@ -24,7 +24,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestrator.settings import Settings
@@ -246,10 +248,31 @@ class ServiceClients:
         return self._parse(EmailMessage, found[0], "email find") if found else None
 
 
+class ServiceTransport(AiohttpTransport):
+    """httpx's API on aiohttp's engine, keeping httpx's meaning of a connection lost mid-request.
+
+    httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` to ``httpx.ConnectTimeout`` ("never
+    sent"), including the server closing the connection after the request went out. That one
+    must stay "maybe applied" (``RemoteProtocolError``, as httpcore raises it).
+    """
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            if isinstance(exc.__cause__, aiohttp.ServerDisconnectedError):
+                raise httpx.RemoteProtocolError(str(exc), request=request) from exc.__cause__
+            raise
+
+
 def build_http_client(
     settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None
 ) -> httpx.AsyncClient:
-    """One client for all three services; tests mount in-process transports per service URL."""
+    """One client for all three services; tests mount in-process transports per service URL.
+
+    The transport is aiohttp's (see ``ServiceTransport``): profiling showed httpcore spending
+    0.6-2.3 ms of CPU per call under load, aiohttp 0.1-0.4 ms.
+    """
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     for name, transport in (transports or {}).items():
         mounts[getattr(settings, f"{name}_url").rstrip("/")] = transport
@@ -258,4 +281,9 @@ def build_http_client(
     tokens = split_secrets(settings.service_token)
     # The first token is sent; the services may accept several while one is being rotated.
     headers = {"Authorization": f"Bearer {tokens[0].get_secret_value()}"} if tokens else {}
-    return httpx.AsyncClient(timeout=timeout, limits=limits, mounts=mounts or None, headers=headers)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        transport=ServiceTransport(limits=limits, trust_env=False),
+        mounts=mounts or None,
+        headers=headers,
+    )
