@@ -76,32 +76,38 @@ def create_app(
         owner = f"{socket.gethostname()}:{os.getpid()}:{id(engine):x}"
         journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
         journals.append(journal)
-        async with build_http_client(settings, transports) as client:
-            instrument_client(client, observability.tracer_provider)
-            runner = SagaRunner(
-                journal,
-                build_steps(ServiceClients(client, settings)),
-                retry_policy(settings),
-                CrashPoints(settings.crash_points),
-                resume_delay_s=settings.resume_delay_s,
-                telemetry=SagaTelemetry(saga_metrics, observability.tracer_provider),
-            )
-            supervisor = Supervisor(
-                journal,
-                runner,
-                recovery_interval_s=settings.recovery_interval_s,
-                grace_s=settings.shutdown_grace_s,
-            )
-            async with supervisor.running():
-                yield {
-                    "settings": settings,
-                    "journal": journal,
-                    "supervisor": supervisor,
-                    "rate_limit": CheckoutRateLimit(
-                        settings.rate_limit, settings.rate_limit_storage_url
-                    ),
-                }
-        journals.clear()
+        try:
+            async with build_http_client(settings, transports) as client:
+                instrument_client(client, observability.tracer_provider)
+                runner = SagaRunner(
+                    journal,
+                    build_steps(ServiceClients(client, settings)),
+                    retry_policy(settings),
+                    CrashPoints(settings.crash_points),
+                    resume_delay_s=settings.resume_delay_s,
+                    telemetry=SagaTelemetry(saga_metrics, observability.tracer_provider),
+                )
+                supervisor = Supervisor(
+                    journal,
+                    runner,
+                    recovery_interval_s=settings.recovery_interval_s,
+                    grace_s=settings.shutdown_grace_s,
+                )
+                async with supervisor.running():
+                    yield {
+                        "settings": settings,
+                        "journal": journal,
+                        "supervisor": supervisor,
+                        "rate_limit": CheckoutRateLimit(
+                            settings.rate_limit, settings.rate_limit_storage_url
+                        ),
+                    }
+        finally:
+            journals.clear()
+            # Even when the lifespan is cancelled rather than shut down: the journal's connection
+            # pool (PostgreSQL) runs tasks of its own, which must not outlive the event loop.
+            with anyio.CancelScope(shield=True):
+                await journal.close()
         await engine.dispose()
 
     async def check_database() -> None:

@@ -4,6 +4,10 @@ Journal writes are fenced: each one first renews the checkout's lease with
 ``UPDATE checkout … WHERE id = ? AND lease_owner = ? AND lease_token = ?`` in the same
 transaction, so a replica that lost its lease (paused, partitioned, presumed dead) has its late
 writes refused instead of overwriting the new owner's progress. The read side is in ``views``.
+
+The journal's transactions are plain SQL (``orchestrator.journaldb``): one thread hop (SQLite) or
+one round trip (PostgreSQL) each, instead of an ORM session's dozen; they write the rows the ORM
+wrote, and the read side and the schema stay on SQLAlchemy (``engine``, ``session()``).
 """
 
 from __future__ import annotations
@@ -12,15 +16,34 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlmodel import col
 
+from orchestrator.journaldb import JournalDB, journal_db
+from orchestrator.journaldb.base import (
+    CANCEL,
+    CHECKOUT_COLUMNS,
+    CLAIM,
+    DUE,
+    FIND_BY_KEY,
+    FIRST_RESPONSE,
+    LET_GO,
+    LOAD,
+    RETRY,
+    UNFINISHED,
+    fence_sql,
+    step_sql,
+)
 from orchestrator.models import Checkout, Step, utcnow
 from orchestrator.schemas import TERMINAL_STATUSES
 
-UNFINISHED = ("pending", "running")
+__all__ = [
+    "UNFINISHED",
+    "CancelRequestedError",
+    "Journal",
+    "LeaseLostError",
+    "is_duplicate_key",
+]
 
 
 class LeaseLostError(Exception):
@@ -31,15 +54,6 @@ class CancelRequestedError(Exception):
     """An operator asked to cancel the checkout before its pivot: compensate instead of going on."""
 
 
-def _due(now: float) -> Any:
-    """Unfinished, with no live lease, and not parked into the future."""
-    return (
-        col(Checkout.status).in_(UNFINISHED)
-        & or_(col(Checkout.lease_expires_at).is_(None), col(Checkout.lease_expires_at) < now)
-        & or_(col(Checkout.next_attempt_at).is_(None), col(Checkout.next_attempt_at) <= now)
-    )
-
-
 class Journal:
     """The orchestrator's store, bound to one replica's identity (``owner``)."""
 
@@ -48,10 +62,24 @@ class Journal:
         self.owner = owner
         self.lease_ttl_s = lease_ttl_s
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        self._db: JournalDB | None = None
 
     def session(self) -> AsyncSession:
-        """A new session; callers use it as an async context manager."""
+        """A new ORM session (the read side); callers use it as an async context manager."""
         return self._sessions()
+
+    @property
+    def db(self) -> JournalDB:
+        """The journal's own database access, shared by every Journal on this engine."""
+        db = self._db
+        if db is None or db.closed:
+            db = self._db = journal_db(self.engine)
+        return db
+
+    async def close(self) -> None:
+        """Close the journal's connections (and its SQLite thread); the engine stays as it is."""
+        if self._db is not None:
+            await self._db.close()
 
     # --- creating and reading -------------------------------------------------------------
 
@@ -63,101 +91,50 @@ class Journal:
         checkout.lease_owner = self.owner
         checkout.lease_token = 1
         checkout.lease_expires_at = time.time() + self.lease_ttl_s
-        async with self.session() as session:
-            session.add(checkout)
-            for position, name in enumerate(step_names):
-                session.add(Step(checkout_id=checkout.id, name=name, position=position))
-            await session.commit()
+        values = tuple(getattr(checkout, column) for column in CHECKOUT_COLUMNS)
+        await self.db.insert(values, [(name, position) for position, name in enumerate(step_names)])
         return checkout
 
     async def load(self, checkout_id: uuid.UUID) -> tuple[Checkout, list[Step]] | None:
         """A checkout and its steps."""
-        async with self.session() as session:
-            checkout = await session.get(Checkout, checkout_id)
-            if checkout is None:
-                return None
-            steps = await session.execute(select(Step).where(col(Step.checkout_id) == checkout_id))
-            return checkout, list(steps.scalars().all())
+        db = self.db
+        return await db.fetch(LOAD, (checkout_id,), db.loaded)
 
     async def find_by_key(self, key_hash: str) -> Checkout | None:
         """The checkout first created with this (hashed) Idempotency-Key."""
-        async with self.session() as session:
-            result = await session.execute(
-                select(Checkout).where(col(Checkout.idempotency_key_hash) == key_hash)
-            )
-            return result.scalars().first()
+        db = self.db
+        return await db.fetch(FIND_BY_KEY, (key_hash,), db.found)
 
     async def save_first_response(self, checkout_id: uuid.UUID, status: int, body: str) -> None:
         """Keep the first answer to a keyed request, for replays; later answers never overwrite it."""
-        async with self.session() as session:
-            await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.response_status).is_(None))
-                .values(response_status=status, response_body=body)
-            )
-            await session.commit()
+        await self.db.write(FIRST_RESPONSE, (status, body, checkout_id))
 
     # --- leases ---------------------------------------------------------------------------
 
     async def claim(self, checkout_id: uuid.UUID) -> int | None:
         """Take an unfinished checkout that is due and unleased; returns the new fencing token."""
         now = time.time()
-        async with self.session() as session:
-            result = await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(_due(now))
-                .values(
-                    lease_owner=self.owner,
-                    lease_token=col(Checkout.lease_token) + 1,
-                    lease_expires_at=now + self.lease_ttl_s,
-                    next_attempt_at=None,
-                )
-                .returning(col(Checkout.lease_token))
-            )
-            token = result.scalar_one_or_none()
-            await session.commit()
-            return token
+        token = await self.db.write_returning(
+            CLAIM, (self.owner, now + self.lease_ttl_s, checkout_id, *UNFINISHED, now, now)
+        )
+        return None if token is None else int(token)
 
     async def due_unfinished(self, limit: int) -> list[uuid.UUID]:
         """Unfinished checkouts nobody holds a live lease on and that are not parked."""
-        async with self.session() as session:
-            result = await session.execute(
-                select(col(Checkout.id))
-                .where(_due(time.time()))
-                .order_by(col(Checkout.next_attempt_at), col(Checkout.lease_expires_at))
-                .limit(limit)
-            )
-            return list(result.scalars().all())
+        now = time.time()
+        db = self.db
+        return await db.fetch(DUE, (*UNFINISHED, now, now, limit), db.ids)
 
     async def let_go(self, checkout_id: uuid.UUID, token: int) -> None:
         """Give up a lease early (shutdown), so another replica or a restart resumes at once."""
-        async with self.session() as session:
-            await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.lease_token) == token)
-                .where(col(Checkout.lease_owner) == self.owner)
-                .values(lease_expires_at=0.0)
-            )
-            await session.commit()
+        await self.db.write(LET_GO, (0.0, checkout_id, token, self.owner))
 
     # --- operator requests ----------------------------------------------------------------
 
     async def request_retry(self, checkout_id: uuid.UUID, deadline_s: float) -> bool:
         """Make an unfinished checkout due now with a fresh deadline; False if it is terminal."""
-        async with self.session() as session:
-            result = await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.status).in_(UNFINISHED))
-                .values(
-                    next_attempt_at=None, deadline_at=time.time() + deadline_s, updated_at=utcnow()
-                )
-            )
-            await session.commit()
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        deadline_at = time.time() + deadline_s
+        return bool(await self.db.write(RETRY, (deadline_at, utcnow(), checkout_id, *UNFINISHED)))
 
     async def request_cancel(self, checkout_id: uuid.UUID) -> bool:
         """Flag an unfinished checkout not past its pivot for cancellation; False if not allowed.
@@ -165,16 +142,8 @@ class Journal:
         The condition is on the checkout row itself (``past_pivot``), which the runner sets in the
         same fenced UPDATE that starts the email step, so the two cannot both win.
         """
-        async with self.session() as session:
-            result = await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.status).in_(UNFINISHED))
-                .where(col(Checkout.past_pivot).is_(False))
-                .values(cancel_requested=True, next_attempt_at=None, updated_at=utcnow())
-            )
-            await session.commit()
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        params = (True, utcnow(), checkout_id, *UNFINISHED, False)
+        return bool(await self.db.write(CANCEL, params))
 
     # --- fenced journal writes ------------------------------------------------------------
 
@@ -200,37 +169,30 @@ class Journal:
         values |= checkout or {}
         if values.get("status") in TERMINAL_STATUSES:
             values |= {"lease_expires_at": None, "lease_owner": None, "next_attempt_at": None}
-        async with self.session() as session:
-            statement = (
-                update(Checkout)
-                .where(col(Checkout.id) == checkout_id)
-                .where(col(Checkout.lease_owner) == self.owner)
-                .where(col(Checkout.lease_token) == token)
+        fence_params = (*values.values(), checkout_id, self.owner, token)
+        if unless_cancelled:
+            fence_params += (False,)
+        fence = (fence_sql(tuple(values), unless_cancelled), fence_params)
+        step_statement = None
+        if step is not None:
+            name, step_values = step
+            step_statement = (
+                step_sql(tuple(step_values)),
+                (*step_values.values(), checkout_id, name),
             )
-            if unless_cancelled:
-                statement = statement.where(col(Checkout.cancel_requested).is_(False))
-            fenced = await session.execute(statement.values(**values))
-            if fenced.rowcount != 1:  # type: ignore[attr-defined]
-                await session.rollback()
-                await self._refusal(checkout_id, token, unless_cancelled)
-            if step is not None:
-                name, step_values = step
-                await session.execute(
-                    update(Step)
-                    .where(col(Step.checkout_id) == checkout_id)
-                    .where(col(Step.name) == name)
-                    .values(**step_values)
-                )
-            await session.commit()
+        written, lease = await self.db.fenced(fence, step_statement, checkout_id)
+        if not written:
+            self._refusal(checkout_id, token, unless_cancelled, lease)
 
-    async def _refusal(self, checkout_id: uuid.UUID, token: int, unless_cancelled: bool) -> None:
-        """Raise why a fenced write matched no row."""
-        loaded = await self.load(checkout_id)
-        holds = (
-            loaded is not None
-            and loaded[0].lease_owner == self.owner
-            and loaded[0].lease_token == token
-        )
+    def _refusal(
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        unless_cancelled: bool,
+        lease: tuple[str | None, int | None] | None,
+    ) -> None:
+        """Raise why a fenced write matched no row, from the checkout's lease as it is now."""
+        holds = lease is not None and lease[0] == self.owner and lease[1] == token
         if holds and unless_cancelled:
             raise CancelRequestedError(f"checkout {checkout_id}: cancellation requested")
         raise LeaseLostError(

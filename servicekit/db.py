@@ -7,6 +7,7 @@ pysqlite or aiosqlite for SQLite, psycopg 3 (sync and async) for PostgreSQL.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -64,6 +65,39 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
+def configure_sqlite_connection(connection: Any) -> None:
+    """WAL, NORMAL sync, foreign keys and a busy timeout; transactions left to the caller.
+
+    ``connection`` is a pysqlite connection (or SQLAlchemy's aiosqlite adapter of one). With
+    ``isolation_level = None`` pysqlite never opens a transaction by itself: the caller writes
+    ``BEGIN IMMEDIATE`` … ``COMMIT`` (``_tune_sqlite`` says why IMMEDIATE).
+    """
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.close()
+
+
+def connect_sqlite(url: str) -> sqlite3.Connection:
+    """A plain pysqlite connection to ``url``'s file, tuned as the engines' connections are.
+
+    For code that runs its own SQL on one connection in one thread (the connection belongs to
+    the thread that opens it). Only a file path: an in-memory database would be another one
+    for each connection, and URI filenames are not needed by the suite.
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or parsed.query:
+        raise UnsupportedDatabaseError(f"a plain SQLite file path is needed here, not {url!r}")
+    _prepare_sqlite_file(url)
+    connection = sqlite3.connect(database, timeout=_SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
+    configure_sqlite_connection(connection)
+    return connection
+
+
 def _tune_sqlite(engine: Engine) -> None:
     """WAL, NORMAL sync and write transactions that take the lock up front.
 
@@ -74,13 +108,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.close()
+        configure_sqlite_connection(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

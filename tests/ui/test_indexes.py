@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
+from orchestrator.journaldb.base import LOAD
 from orchestrator.main import create_app
 from orchestrator.models import Checkout
 from orchestrator.settings import Settings
@@ -112,7 +113,11 @@ async def test_every_dashboard_query_uses_an_index(
             assert response.status_code == 200, url
 
     explained = plans(path, statements)
-    assert len(explained) >= 2 * len(urls)
+    # The search by id and the checkout's page read the checkout through the journal's own load
+    # (plain SQL on its own connection, which SQLAlchemy's events do not see): the other pages
+    # are captured here, and the load is explained from its SQL.
+    assert len(explained) >= 2 * (len(urls) - 2)
+    explained += plans(path, [(LOAD, (some.id.hex,))])
     for statement, plan in explained:
         assert not [line for line in plan if FULL_SCAN.search(line)], (statement, plan)
     counts = [plan for statement, plan in explained if "GROUP BY" in statement]
