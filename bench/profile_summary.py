@@ -29,6 +29,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("orchestrator: saga runner", ("orchestrator/saga/",)),
     ("orchestrator: clients.py", ("orchestrator/clients.py",)),
     ("orchestrator: api.py", ("orchestrator/api.py",)),
+    (
+        "services: warehouse, rewards, email",
+        ("warehouse_service/", "rewards_service/", "email_service/"),
+    ),
     ("servicekit (bodyguard, problems, idempotency)", ("servicekit/",)),
     ("SQLAlchemy ORM", ("sqlalchemy/orm/",)),
     (
@@ -51,6 +55,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("starlette", ("starlette/",)),
     ("uvicorn / httptools", ("uvicorn/", "httptools/")),
     ("json / orjson", ("json/", "orjson")),
+    ("jinja2 (email templates)", ("jinja2/", "markupsafe/")),
     ("logging / structlog", ("logging/", "structlog/")),
     ("opentelemetry / prometheus", ("opentelemetry/", "prometheus")),
     (

@@ -21,6 +21,7 @@ from email_service.schemas import (
 from servicekit.db import SessionDep, read_only
 from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import BadRequestInputError, problem_responses
+from servicekit.sql import transactions_of
 
 router = APIRouter()
 
@@ -50,11 +51,11 @@ def _email_id(raw: str) -> uuid.UUID:
 async def create_email(
     body: EmailCreate,
     request: Request,
-    session: SessionDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Render the template, record the message, then send it (or log it without SMTP_URL); 503 + Retry-After if the mail server refuses."""
-    result = await outbox.submit(session, request.state.mailer, body, key=idempotency_key)
+    transactions = transactions_of(request)
+    result = await outbox.submit(transactions, request.state.mailer, body, key=idempotency_key)
     return result.to_response({"Location": f"/emails/{result.body['id']}"})
 
 

@@ -20,6 +20,7 @@ from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 from servicekit.logs import configure_logging
 from servicekit.observability import install_observability
+from servicekit.sql import Transactions
 
 
 def _show_service_log() -> None:
@@ -39,6 +40,7 @@ def _show_service_log() -> None:
 
 class State(TypedDict):
     engine: Engine
+    transactions: Transactions
     mailer: Mailer
 
 
@@ -60,7 +62,9 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         engine = database.open()
-        yield {"engine": engine, "mailer": chosen}
+        transactions = Transactions(engine)
+        yield {"engine": engine, "transactions": transactions, "mailer": chosen}
+        transactions.close()
         database.close()
 
     app = create_service_app(

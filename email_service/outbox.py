@@ -1,11 +1,14 @@
 """The ``POST /emails`` workflow: record first, then deliver, then remember the answer.
 
-1. In a worker thread: replay a recorded answer (Idempotency-Key); else find the checkout's
-   message for the template, or render it and record it as ``pending`` (committed before any
-   delivery, so a crash never loses it); then take its delivery lease.
+Each database step is one ``servicekit.sql`` transaction (on the event loop on SQLite, in a worker
+thread on PostgreSQL).
+
+1. Replay a recorded answer (Idempotency-Key); else find the checkout's message for the template
+   and take its delivery lease, or render it and record it as ``pending`` with the lease already
+   taken (committed before any delivery, so a crash never loses it).
 2. On the event loop: deliver it (SMTP or the log), bounded by the mailer's timeout.
-3. In a worker thread: record ``sent``/``logged`` and, with a key, the answer to replay; or record
-   ``failed`` and answer 503 with Retry-After, so the caller retries.
+3. Record ``sent``/``logged``, then, with a key, the answer to replay; or record ``failed`` and
+   answer 503 with Retry-After, so the caller retries.
 
 The idempotency record is written only once the message is delivered, so a replay always shows a
 delivered message. A retry after a failure finds the same row (natural key) and re-attempts it; a
@@ -19,20 +22,20 @@ import math
 import uuid
 from functools import partial
 
-import anyio
-from sqlmodel import Session
-
-from email_service import store
+from email_service import messages, store
 from email_service.delivery import DeliveryError, Mailer, Outgoing
 from email_service.errors import (
     DeliveryFailedError,
     DeliveryInProgressError,
+    EmailNotFoundError,
     RecipientConflictError,
 )
-from email_service.models import IdempotencyRecord, utcnow
+from email_service.messages import DELIVERED, Message
+from email_service.models import utcnow
 from email_service.rendering import render
 from email_service.schemas import EmailCreate
-from servicekit.idempotency import StoredResponse, execute_once, fingerprint
+from servicekit.idempotency import StoredResponse, apply_once, fingerprint, recorded_answer
+from servicekit.sql import Transaction, Transactions
 
 SCOPE = "POST /emails"
 RETRY_AFTER_S = 5
@@ -40,125 +43,141 @@ RETRY_AFTER_S = 5
 LEASE_MARGIN_S = 10.0
 
 
+def _outgoing(message: Message) -> Outgoing:
+    return Outgoing(id=message.id, to=message.to, subject=message.subject, body=message.body)
+
+
+def _current(tx: Transaction, message_id: uuid.UUID) -> Message:
+    message = messages.get_message(tx, message_id=message_id)
+    if message is None:
+        raise EmailNotFoundError(f"No email has the id {message_id}.")
+    return message
+
+
 def _respond(
-    session: Session, message_id: uuid.UUID, *, status_code: int, key: str | None, digest: str
+    tx: Transaction,
+    message_id: uuid.UUID,
+    *,
+    status_code: int,
+    key: str | None,
+    digest: str,
+    look_first: bool = True,
 ) -> StoredResponse:
     """Answer with the message as it now stands, recording the answer under ``key``."""
 
     def action() -> tuple[int, object]:
-        message = store.read_message(session, message_id=message_id)
-        return status_code, store.public(message).model_dump(mode="json")
+        return status_code, store.public(_current(tx, message_id)).model_dump(mode="json")
 
-    return execute_once(
-        session, IdempotencyRecord, scope=SCOPE, key=key, digest=digest, action=action
-    )
+    return apply_once(tx, scope=SCOPE, key=key, digest=digest, action=action, look_first=look_first)
 
 
 def _prepare(
-    session: Session, request: EmailCreate, *, key: str | None, digest: str, lease_s: float
+    tx: Transaction, request: EmailCreate, *, key: str | None, digest: str, lease_s: float
 ) -> StoredResponse | Outgoing:
     """A replay or final answer, or the recorded message this request must now deliver."""
     if key is not None:
-        replay = store.find_replay(session, scope=SCOPE, key=key, digest=digest)
+        replay = recorded_answer(tx, scope=SCOPE, key=key, digest=digest)
         if replay is not None:
-            session.rollback()
+            tx.rollback()
             return replay
-    message = store.find_message(
-        session, checkout_id=request.checkout_id, template=request.template
-    )
+    message = messages.find_message(tx, checkout_id=request.checkout_id, template=request.template)
     if message is None:
         rendered = render(
             request.template, checkout_id=request.checkout_id, context=request.context
         )
-        message = store.add_message(
-            session,
+        # Recorded and claimed for this delivery in one commit, before any delivery: no
+        # transaction (or SQLite write lock) spans the SMTP call, and a crash never loses it.
+        added = messages.add_message(
+            tx,
             to=request.to,
             template=request.template,
             checkout_id=request.checkout_id,
             subject=rendered.subject,
             body=rendered.body,
+            lease_s=lease_s,
         )
+        if added is not None:
+            tx.commit()
+            return _outgoing(added)
+        # A concurrent twin recorded it first: carry on with the twin's row.
+        message = messages.find_message(
+            tx, checkout_id=request.checkout_id, template=request.template
+        )
+        if message is None:
+            raise RuntimeError("recording an email failed, yet its checkout has none")
     message_id = message.id
     if message.to != request.to:
-        session.rollback()
+        tx.rollback()
         raise RecipientConflictError(
             f"Checkout {request.checkout_id} already has a {request.template} email "
             f"to another address ({message_id}).",
             email_id=str(message_id),
         )
-    if message.status not in store.DELIVERED:
-        outgoing = Outgoing(
-            id=message_id, to=message.to, subject=message.subject, body=message.body
-        )
-        if store.claim(session, message_id=message_id, lease_s=lease_s):
+    if message.status not in DELIVERED:
+        if messages.claim(tx, message_id=message_id, lease_s=lease_s):
             # Committed before delivery: no transaction (or SQLite write lock) spans the SMTP call.
-            session.commit()
-            return outgoing
-        session.rollback()
-        message = store.read_message(session, message_id=message_id)
-        if message.status not in store.DELIVERED:
+            tx.commit()
+            return _outgoing(message)
+        tx.rollback()
+        message = _current(tx, message_id)
+        if message.status not in DELIVERED:
             locked_until = message.locked_until or utcnow()
             remaining = math.ceil((locked_until - utcnow()).total_seconds())
             wait = max(1, min(remaining, RETRY_AFTER_S))
-            session.rollback()
+            tx.rollback()
             raise DeliveryInProgressError(
                 f"Email {message_id} is being delivered by another request; retry shortly.",
                 headers={"Retry-After": str(wait)},
                 email_id=str(message_id),
             )
-    session.rollback()
-    return _respond(session, message_id, status_code=200, key=key, digest=digest)
+    tx.rollback()
+    return _respond(tx, message_id, status_code=200, key=key, digest=digest)
 
 
-def _fail(session: Session, message_id: uuid.UUID, error: str) -> None:
-    try:
-        store.mark_failed(session, message_id=message_id, error=error)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+def _fail(tx: Transaction, message_id: uuid.UUID, error: str) -> None:
+    messages.mark_failed(tx, message_id=message_id, error=error)
+    tx.commit()
 
 
-def _finish(
-    session: Session, message_id: uuid.UUID, *, status: str, key: str | None, digest: str
-) -> StoredResponse:
-    try:
-        store.mark_delivered(session, message_id=message_id, status=status)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return _respond(session, message_id, status_code=201, key=key, digest=digest)
+def _delivered(tx: Transaction, message_id: uuid.UUID, status: str) -> None:
+    messages.mark_delivered(tx, message_id=message_id, status=status)
+    tx.commit()
 
 
 async def submit(
-    session: Session, mailer: Mailer, request: EmailCreate, *, key: str | None
+    transactions: Transactions, mailer: Mailer, request: EmailCreate, *, key: str | None
 ) -> StoredResponse:
-    """Record, deliver and answer one ``POST /emails``; database work runs in worker threads."""
+    """Record, deliver and answer one ``POST /emails``."""
     digest = fingerprint(request.model_dump(mode="json"))
     lease_s = mailer.timeout_s + LEASE_MARGIN_S
-    prepared = await anyio.to_thread.run_sync(
-        partial(_prepare, session, request, key=key, digest=digest, lease_s=lease_s)
+    prepared = await transactions.run(
+        partial(_prepare, request=request, key=key, digest=digest, lease_s=lease_s)
     )
     if isinstance(prepared, StoredResponse):
         return prepared
     try:
         await mailer.deliver(prepared)
     except DeliveryError as exc:
-        await anyio.to_thread.run_sync(partial(_fail, session, prepared.id, str(exc)))
+        await transactions.run(partial(_fail, message_id=prepared.id, error=str(exc)))
         raise DeliveryFailedError(
             f"The mail server did not accept email {prepared.id} ({exc}); it is kept and "
             "will be delivered when this request is retried.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
             email_id=str(prepared.id),
         ) from exc
-    return await anyio.to_thread.run_sync(
+    # Two transactions: the delivery is recorded whatever becomes of the answer's record. The
+    # key was looked up before delivering, so the answer is recorded without looking again (a
+    # twin's record, should one have appeared since, is found by the conflict and replayed).
+    _, answer = await transactions.run_in_turn(
+        partial(_delivered, message_id=prepared.id, status=mailer.delivered_status),
         partial(
-            _finish,
-            session,
-            prepared.id,
-            status=mailer.delivered_status,
+            _respond,
+            message_id=prepared.id,
+            status_code=201,
             key=key,
             digest=digest,
-        )
+            look_first=False,
+        ),
     )
+    assert isinstance(answer, StoredResponse)
+    return answer

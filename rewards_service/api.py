@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from rewards_service import store
+from rewards_service import ledger, store
 from rewards_service.errors import TransactionNotFoundError
-from rewards_service.models import IdempotencyRecord
 from rewards_service.schemas import (
     AccountPublic,
     CheckoutVoidPublic,
@@ -19,8 +18,14 @@ from rewards_service.schemas import (
     TransactionPublic,
 )
 from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
+from servicekit.idempotency import (
+    IdempotencyKeyHeader,
+    StoredResponse,
+    apply_once,
+    fingerprint,
+)
 from servicekit.problems import problem_responses
+from servicekit.sql import Transaction, transactions_of
 from servicekit.text import NO_CONTROL_CHARACTERS
 
 CustomerPath = Annotated[
@@ -41,6 +46,8 @@ TransactionIdPath = Annotated[
 ]
 
 router = APIRouter()
+# What a body-less request's Idempotency-Key is recorded with.
+_NO_BODY = fingerprint(None)
 
 _EXISTING_CREDIT: dict[int | str, dict[str, Any]] = {
     200: {"model": TransactionPublic, "description": "The checkout's existing credit"}
@@ -62,28 +69,26 @@ def _transaction_id(raw: str) -> uuid.UUID:
     response_model=TransactionPublic,
     responses=_EXISTING_CREDIT | problem_responses(409, 422),
 )
-def create_transaction(
+async def create_transaction(
     customer_id: CustomerPath,
     body: TransactionCreate,
-    session: SessionDep,
+    request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Credit the customer's account (creating it) once per checkout; 409 if it was credited with other points or voided."""
+    digest = fingerprint(body.model_dump(mode="json"))
 
-    def action() -> tuple[int, object]:
-        transaction, created = store.credit(
-            session, customer_id=customer_id, checkout_id=body.checkout_id, points=body.points
-        )
-        return (201 if created else 200), transaction.model_dump(mode="json")
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            transaction, created = ledger.credit(
+                tx, customer_id=customer_id, checkout_id=body.checkout_id, points=body.points
+            )
+            return (201 if created else 200), transaction.model_dump(mode="json")
 
-    result = execute_once(
-        session,
-        IdempotencyRecord,
-        scope=f"POST /accounts/{customer_id}/transactions",
-        key=idempotency_key,
-        digest=fingerprint(body.model_dump(mode="json")),
-        action=action,
-    )
+        scope = f"POST /accounts/{customer_id}/transactions"
+        return apply_once(tx, scope=scope, key=idempotency_key, digest=digest, action=action)
+
+    result = await transactions_of(request).run(work)
     return result.to_response({"Location": f"/transactions/{result.body['id']}"})
 
 
@@ -94,25 +99,22 @@ def create_transaction(
     response_model=TransactionPublic,
     responses=problem_responses(404, 409, 422),
 )
-def reverse_transaction(
+async def reverse_transaction(
     transaction_id: TransactionIdPath,
-    session: SessionDep,
+    request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Take back a credit's points (the saga's compensation); reversing again returns the first reversal."""
     parsed = _transaction_id(transaction_id)
 
-    def action() -> tuple[int, object]:
-        return 200, store.reverse(session, transaction_id=parsed).model_dump(mode="json")
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            return 200, ledger.reverse(tx, transaction_id=parsed).model_dump(mode="json")
 
-    return execute_once(
-        session,
-        IdempotencyRecord,
-        scope=f"POST /transactions/{parsed}/reverse",
-        key=idempotency_key,
-        digest=fingerprint(None),
-        action=action,
-    ).to_response()
+        scope = f"POST /transactions/{parsed}/reverse"
+        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
+
+    return (await transactions_of(request).run(work)).to_response()
 
 
 @router.post(
@@ -122,8 +124,8 @@ def reverse_transaction(
     response_model=CheckoutVoidPublic,
     responses=problem_responses(422),
 )
-def void_checkout(
-    checkout_id: CheckoutPath, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+async def void_checkout(
+    checkout_id: CheckoutPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Reverse the checkout's credits and refuse any credit for it afterwards (409).
 
@@ -132,18 +134,15 @@ def void_checkout(
     nothing more.
     """
 
-    def action() -> tuple[int, object]:
-        voided = store.void_checkout(session, checkout_id=checkout_id)
-        return 200, voided.model_dump(mode="json")
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            voided = ledger.void_checkout(tx, checkout_id=checkout_id)
+            return 200, voided.model_dump(mode="json")
 
-    return execute_once(
-        session,
-        IdempotencyRecord,
-        scope=f"POST /checkouts/{checkout_id}/void",
-        key=idempotency_key,
-        digest=fingerprint(None),
-        action=action,
-    ).to_response()
+        scope = f"POST /checkouts/{checkout_id}/void"
+        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
+
+    return (await transactions_of(request).run(work)).to_response()
 
 
 @router.get(

@@ -17,10 +17,12 @@ from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 from servicekit.observability import install_observability
+from servicekit.sql import Transactions
 
 
 class State(TypedDict):
     engine: Engine
+    transactions: Transactions
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,7 +33,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         engine = database.open()
-        yield {"engine": engine}
+        transactions = Transactions(engine)
+        yield {"engine": engine, "transactions": transactions}
+        transactions.close()
         database.close()
 
     app = create_service_app(

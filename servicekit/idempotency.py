@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Header
@@ -23,6 +24,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from servicekit.db import UTCDateTime
 from servicekit.problems import ProblemError
+from servicekit.sql import SQL, Transaction
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -155,4 +157,107 @@ def execute_once(
     except BaseException:
         session.rollback()
         raise
+    return StoredResponse(status_code, body)
+
+
+# The same records, through plain SQL (``servicekit.sql``) on the services' hot paths.
+@cache
+def _record_statements(table: str) -> tuple[SQL, SQL]:
+    select = SQL(
+        f"SELECT fingerprint, status_code, response_body FROM {table}"
+        ' WHERE scope = :scope AND "key" = :key'
+    )
+    insert = SQL(
+        f'INSERT INTO {table} (scope, "key", fingerprint, status_code, response_body, created_at)'
+        " VALUES (:scope, :key, :fingerprint, :status_code, :response_body, :created_at)"
+        ' ON CONFLICT (scope, "key") DO NOTHING'
+    )
+    return select, insert
+
+
+class _TwinWon(Exception):
+    """A concurrent request with the same key committed its record first."""
+
+
+def _replay_row(row: Any, key: str, digest: str) -> StoredResponse:
+    recorded_fingerprint, status_code, response_body = row
+    if recorded_fingerprint != digest:
+        raise IdempotencyKeyReusedError(
+            f"The Idempotency-Key {key!r} was first used with a different request body."
+        )
+    return StoredResponse(int(status_code), json.loads(response_body), replayed=True)
+
+
+def recorded_answer(
+    transaction: Transaction,
+    *,
+    scope: str,
+    key: str,
+    digest: str,
+    table: str = "idempotency_record",
+) -> StoredResponse | None:
+    """``find_replay`` in plain SQL: the recorded answer to ``key`` in ``scope``, if any."""
+    select, _ = _record_statements(table)
+    row = transaction.one(select, {"scope": scope, "key": stored_key(key)})
+    return None if row is None else _replay_row(row, key, digest)
+
+
+def apply_once(
+    transaction: Transaction,
+    *,
+    scope: str,
+    key: str | None,
+    digest: str,
+    action: Callable[[], tuple[int, Any]],
+    table: str = "idempotency_record",
+    look_first: bool = True,
+) -> StoredResponse:
+    """``execute_once`` in plain SQL: run ``action`` once per ``(scope, key)``, record it, commit.
+
+    ``action`` writes through ``transaction`` and returns ``(status_code, json_body)``. The
+    answer is recorded in ``table`` in the same transaction as the effect. Without a key it
+    simply runs and commits. The commit is the last statement (see ``Transactions.run``).
+
+    ``look_first=False`` skips looking for a recorded answer before running ``action``, for an
+    action that only reads and that a recorded answer is unlikely to precede: a recorded answer
+    is then found when recording ours conflicts with it, and replayed (``action``'s reads are
+    dropped), which saves a statement when there is none.
+    """
+    select, insert = _record_statements(table)
+    if key is None:
+        status_code, body = action()
+        transaction.commit()
+        return StoredResponse(status_code, body)
+
+    stored = stored_key(key)
+    if look_first:
+        row = transaction.one(select, {"scope": scope, "key": stored})
+        if row is not None:
+            transaction.rollback()
+            return _replay_row(row, key, digest)
+    try:
+        status_code, body = action()
+        inserted = transaction.rowcount(
+            insert,
+            {
+                "scope": scope,
+                "key": stored,
+                "fingerprint": digest,
+                "status_code": status_code,
+                "response_body": json.dumps(body),
+                "created_at": transaction.timestamp(datetime.now(UTC)),
+            },
+        )
+        if inserted != 1:
+            raise _TwinWon
+        transaction.commit()
+    except (_TwinWon, transaction.IntegrityError, ProblemError):
+        # A concurrent twin with the same key may have won the race (PostgreSQL's read-committed
+        # readers do not see it until it commits): answer as it did, or re-raise our refusal.
+        transaction.rollback()
+        twin = transaction.one(select, {"scope": scope, "key": stored})
+        transaction.rollback()
+        if twin is None:
+            raise
+        return _replay_row(twin, key, digest)
     return StoredResponse(status_code, body)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import IdempotencyKeyHeader, execute_once, fingerprint
+from servicekit.idempotency import (
+    IdempotencyKeyHeader,
+    StoredResponse,
+    apply_once,
+    fingerprint,
+)
 from servicekit.problems import problem_responses
+from servicekit.sql import Transaction, transactions_of
 from servicekit.text import NO_CONTROL_CHARACTERS
-from warehouse_service import store
+from warehouse_service import reservations, store
 from warehouse_service.errors import ReservationNotFoundError
-from warehouse_service.models import IdempotencyRecord
 from warehouse_service.schemas import (
     InventoryPublic,
     InventoryUpdate,
@@ -37,6 +42,8 @@ SkuPath = Annotated[
 ]
 
 router = APIRouter()
+# What a body-less request's Idempotency-Key is recorded with.
+_NO_BODY = fingerprint(None)
 
 
 def _reservation_id(raw: str) -> uuid.UUID:
@@ -57,25 +64,24 @@ def _reservation_id(raw: str) -> uuid.UUID:
         200: {"model": ReservationPublic, "description": "The checkout's existing reservation"},
     },
 )
-def create_reservation(
-    body: ReservationCreate, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+async def create_reservation(
+    body: ReservationCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Hold every line's units for the checkout, or none of them (409 naming the sku that is short, or for a voided checkout)."""
+    digest = fingerprint(body.model_dump(mode="json"))
 
-    def action() -> tuple[int, object]:
-        reservation, created = store.reserve(
-            session, checkout_id=body.checkout_id, lines=body.items
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            reservation, created = reservations.reserve(
+                tx, checkout_id=body.checkout_id, lines=body.items
+            )
+            return (201 if created else 200), reservation.model_dump(mode="json")
+
+        return apply_once(
+            tx, scope="POST /reservations", key=idempotency_key, digest=digest, action=action
         )
-        return (201 if created else 200), reservation.model_dump(mode="json")
 
-    result = execute_once(
-        session,
-        IdempotencyRecord,
-        scope="POST /reservations",
-        key=idempotency_key,
-        digest=fingerprint(body.model_dump(mode="json")),
-        action=action,
-    )
+    result = await transactions_of(request).run(work)
     return result.to_response({"Location": f"/reservations/{result.body['id']}"})
 
 
@@ -86,24 +92,20 @@ def create_reservation(
     response_model=ReservationPublic,
     responses=problem_responses(404, 422),
 )
-def release_reservation(
-    reservation_id: str, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+async def release_reservation(
+    reservation_id: str, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Return the reservation's units to stock (the saga's compensation); releasing again changes nothing."""
     parsed = _reservation_id(reservation_id)
 
-    def action() -> tuple[int, object]:
-        return 200, store.release(session, reservation_id=parsed).model_dump(mode="json")
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            return 200, reservations.release(tx, reservation_id=parsed).model_dump(mode="json")
 
-    scope = f"POST /reservations/{parsed}/release"
-    return execute_once(
-        session,
-        IdempotencyRecord,
-        scope=scope,
-        key=idempotency_key,
-        digest=fingerprint(None),
-        action=action,
-    ).to_response()
+        scope = f"POST /reservations/{parsed}/release"
+        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
+
+    return (await transactions_of(request).run(work)).to_response()
 
 
 @router.post(
@@ -113,8 +115,8 @@ def release_reservation(
     response_model=ReservationPublic,
     responses=problem_responses(422),
 )
-def void_checkout(
-    checkout_id: CheckoutPath, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+async def void_checkout(
+    checkout_id: CheckoutPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Release the checkout's reservation, or, if it has none, bar it from ever reserving.
 
@@ -124,18 +126,15 @@ def void_checkout(
     changes nothing more.
     """
 
-    def action() -> tuple[int, object]:
-        voided = store.void_checkout(session, checkout_id=checkout_id)
-        return 200, voided.model_dump(mode="json")
+    def work(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, object]:
+            voided = reservations.void_checkout(tx, checkout_id=checkout_id)
+            return 200, voided.model_dump(mode="json")
 
-    return execute_once(
-        session,
-        IdempotencyRecord,
-        scope=f"POST /checkouts/{checkout_id}/void",
-        key=idempotency_key,
-        digest=fingerprint(None),
-        action=action,
-    ).to_response()
+        scope = f"POST /checkouts/{checkout_id}/void"
+        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
+
+    return (await transactions_of(request).run(work)).to_response()
 
 
 @router.get(

@@ -15,6 +15,7 @@ from servicekit.auth import service_token_guard
 from servicekit.db import SyncDatabase
 from servicekit.health import health_router
 from servicekit.observability import install_observability
+from servicekit.sql import Transactions
 from warehouse_service import store
 from warehouse_service.api import router
 from warehouse_service.migrations import HISTORY
@@ -23,6 +24,7 @@ from warehouse_service.settings import Settings
 
 class State(TypedDict):
     engine: Engine
+    transactions: Transactions
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.seed_demo_catalog:
             with Session(engine) as session:
                 store.seed_catalog(session, store.DEMO_CATALOG)
-        yield {"engine": engine}
+        transactions = Transactions(engine)
+        yield {"engine": engine, "transactions": transactions}
+        transactions.close()
         database.close()
 
     app = create_service_app(

@@ -7,6 +7,8 @@ from pathlib import Path
 from bench.load import percentile
 from bench.profile_summary import summarize
 from bench.report import BEGIN, END, write
+from bench.services_cost import HOT, SERVICE_OF
+from bench.services_load import SCENARIOS
 from bench.standins import StandIns
 
 
@@ -57,3 +59,10 @@ def test_standins_answer_what_the_orchestrator_reads() -> None:
     assert b'"id"' in body
     assert app.answer(scope, b"not json") == (status, body)  # a repeated key replays
     assert app.answer({"method": "GET", "path": "/readyz", "headers": []}, b"")[0] == 200
+
+
+def test_every_service_scenario_names_its_service() -> None:
+    """Each load scenario of bench.services_cost is measured on a known service process."""
+    assert set(SCENARIOS) == set(SERVICE_OF)
+    assert set(HOT) <= set(SCENARIOS)
+    assert {SERVICE_OF[name] for name in HOT} == {"warehouse", "rewards", "email"}
