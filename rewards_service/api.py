@@ -18,27 +18,13 @@ from rewards_service.schemas import (
     TransactionPublic,
 )
 from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import (
-    IdempotencyKeyHeader,
-    StoredResponse,
-    apply_once,
-    fingerprint,
-)
+from servicekit.idempotency import IdempotencyKeyHeader, fingerprint, run_once
 from servicekit.problems import problem_responses
-from servicekit.sql import Transaction, transactions_of
-from servicekit.text import NO_CONTROL_CHARACTERS
+from servicekit.sql import Transaction
+from servicekit.text import NO_CONTROL_CHARACTERS, CheckoutIdPath
 
 CustomerPath = Annotated[
     str, Path(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS, examples=["c-42"])
-]
-CheckoutPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=64,
-        pattern=NO_CONTROL_CHARACTERS,
-        examples=["3f0c2a9e-8a1c-4c7a-9a55-2f1d5f2b7c11"],
-    ),
 ]
 TransactionIdPath = Annotated[
     str,
@@ -46,8 +32,6 @@ TransactionIdPath = Annotated[
 ]
 
 router = APIRouter()
-# What a body-less request's Idempotency-Key is recorded with.
-_NO_BODY = fingerprint(None)
 
 _EXISTING_CREDIT: dict[int | str, dict[str, Any]] = {
     200: {"model": TransactionPublic, "description": "The checkout's existing credit"}
@@ -76,19 +60,20 @@ async def create_transaction(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Credit the customer's account (creating it) once per checkout; 409 if it was credited with other points or voided."""
-    digest = fingerprint(body.model_dump(mode="json"))
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            transaction, created = ledger.credit(
-                tx, customer_id=customer_id, checkout_id=body.checkout_id, points=body.points
-            )
-            return (201 if created else 200), transaction.model_dump(mode="json")
+    def action(tx: Transaction) -> tuple[int, object]:
+        transaction, created = ledger.credit(
+            tx, customer_id=customer_id, checkout_id=body.checkout_id, points=body.points
+        )
+        return (201 if created else 200), transaction.model_dump(mode="json")
 
-        scope = f"POST /accounts/{customer_id}/transactions"
-        return apply_once(tx, scope=scope, key=idempotency_key, digest=digest, action=action)
-
-    result = await transactions_of(request).run(work)
+    result = await run_once(
+        request,
+        scope=f"POST /accounts/{customer_id}/transactions",
+        key=idempotency_key,
+        digest=fingerprint(body.model_dump(mode="json")),
+        action=action,
+    )
     return result.to_response({"Location": f"/transactions/{result.body['id']}"})
 
 
@@ -107,14 +92,11 @@ async def reverse_transaction(
     """Take back a credit's points (the saga's compensation); reversing again returns the first reversal."""
     parsed = _transaction_id(transaction_id)
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            return 200, ledger.reverse(tx, transaction_id=parsed).model_dump(mode="json")
+    def action(tx: Transaction) -> tuple[int, object]:
+        return 200, ledger.reverse(tx, transaction_id=parsed).model_dump(mode="json")
 
-        scope = f"POST /transactions/{parsed}/reverse"
-        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
-
-    return (await transactions_of(request).run(work)).to_response()
+    scope = f"POST /transactions/{parsed}/reverse"
+    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
 
 
 @router.post(
@@ -125,7 +107,7 @@ async def reverse_transaction(
     responses=problem_responses(422),
 )
 async def void_checkout(
-    checkout_id: CheckoutPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    checkout_id: CheckoutIdPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Reverse the checkout's credits and refuse any credit for it afterwards (409).
 
@@ -134,15 +116,11 @@ async def void_checkout(
     nothing more.
     """
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            voided = ledger.void_checkout(tx, checkout_id=checkout_id)
-            return 200, voided.model_dump(mode="json")
+    def action(tx: Transaction) -> tuple[int, object]:
+        return 200, ledger.void_checkout(tx, checkout_id=checkout_id).model_dump(mode="json")
 
-        scope = f"POST /checkouts/{checkout_id}/void"
-        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
-
-    return (await transactions_of(request).run(work)).to_response()
+    scope = f"POST /checkouts/{checkout_id}/void"
+    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
 
 
 @router.get(

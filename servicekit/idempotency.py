@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
 from servicekit.db import UTCDateTime
 from servicekit.problems import ProblemError
-from servicekit.sql import SQL, Transaction
+from servicekit.sql import SQL, Transaction, transactions_of
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -68,6 +68,10 @@ def fingerprint(payload: Any) -> str:
     """A digest of a request's meaning: its parsed JSON with keys sorted."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# What a body-less request's Idempotency-Key is recorded with.
+NO_BODY = fingerprint(None)
 
 
 @dataclass(frozen=True)
@@ -261,3 +265,25 @@ def apply_once(
             raise
         return _replay_row(twin, key, digest)
     return StoredResponse(status_code, body)
+
+
+async def run_once(
+    request: Request,
+    *,
+    scope: str,
+    key: str | None,
+    digest: str = NO_BODY,
+    action: Callable[[Transaction], tuple[int, Any]],
+) -> StoredResponse:
+    """A mutating route's whole body: ``action(transaction)`` once per ``(scope, key)``.
+
+    One transaction of the app's database (``transactions_of``) runs the action and records its
+    answer with the key (``apply_once``); a repeat of the key replays the first answer.
+    """
+
+    def work(transaction: Transaction) -> StoredResponse:
+        return apply_once(
+            transaction, scope=scope, key=key, digest=digest, action=lambda: action(transaction)
+        )
+
+    return await transactions_of(request).run(work)

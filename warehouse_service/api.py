@@ -9,15 +9,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import (
-    IdempotencyKeyHeader,
-    StoredResponse,
-    apply_once,
-    fingerprint,
-)
+from servicekit.idempotency import IdempotencyKeyHeader, fingerprint, run_once
 from servicekit.problems import problem_responses
-from servicekit.sql import Transaction, transactions_of
-from servicekit.text import NO_CONTROL_CHARACTERS
+from servicekit.sql import Transaction
+from servicekit.text import NO_CONTROL_CHARACTERS, CheckoutIdPath
 from warehouse_service import reservations, store
 from warehouse_service.errors import ReservationNotFoundError
 from warehouse_service.schemas import (
@@ -28,22 +23,11 @@ from warehouse_service.schemas import (
     ReservationPublic,
 )
 
-CheckoutPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=64,
-        pattern=NO_CONTROL_CHARACTERS,
-        examples=["3f0c2a9e-8a1c-4c7a-9a55-2f1d5f2b7c11"],
-    ),
-]
 SkuPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["SKU-001"])
 ]
 
 router = APIRouter()
-# What a body-less request's Idempotency-Key is recorded with.
-_NO_BODY = fingerprint(None)
 
 
 def _reservation_id(raw: str) -> uuid.UUID:
@@ -68,20 +52,20 @@ async def create_reservation(
     body: ReservationCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Hold every line's units for the checkout, or none of them (409 naming the sku that is short, or for a voided checkout)."""
-    digest = fingerprint(body.model_dump(mode="json"))
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            reservation, created = reservations.reserve(
-                tx, checkout_id=body.checkout_id, lines=body.items
-            )
-            return (201 if created else 200), reservation.model_dump(mode="json")
-
-        return apply_once(
-            tx, scope="POST /reservations", key=idempotency_key, digest=digest, action=action
+    def action(tx: Transaction) -> tuple[int, object]:
+        reservation, created = reservations.reserve(
+            tx, checkout_id=body.checkout_id, lines=body.items
         )
+        return (201 if created else 200), reservation.model_dump(mode="json")
 
-    result = await transactions_of(request).run(work)
+    result = await run_once(
+        request,
+        scope="POST /reservations",
+        key=idempotency_key,
+        digest=fingerprint(body.model_dump(mode="json")),
+        action=action,
+    )
     return result.to_response({"Location": f"/reservations/{result.body['id']}"})
 
 
@@ -98,14 +82,11 @@ async def release_reservation(
     """Return the reservation's units to stock (the saga's compensation); releasing again changes nothing."""
     parsed = _reservation_id(reservation_id)
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            return 200, reservations.release(tx, reservation_id=parsed).model_dump(mode="json")
+    def action(tx: Transaction) -> tuple[int, object]:
+        return 200, reservations.release(tx, reservation_id=parsed).model_dump(mode="json")
 
-        scope = f"POST /reservations/{parsed}/release"
-        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
-
-    return (await transactions_of(request).run(work)).to_response()
+    scope = f"POST /reservations/{parsed}/release"
+    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
 
 
 @router.post(
@@ -116,7 +97,7 @@ async def release_reservation(
     responses=problem_responses(422),
 )
 async def void_checkout(
-    checkout_id: CheckoutPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    checkout_id: CheckoutIdPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Release the checkout's reservation, or, if it has none, bar it from ever reserving.
 
@@ -126,15 +107,11 @@ async def void_checkout(
     changes nothing more.
     """
 
-    def work(tx: Transaction) -> StoredResponse:
-        def action() -> tuple[int, object]:
-            voided = reservations.void_checkout(tx, checkout_id=checkout_id)
-            return 200, voided.model_dump(mode="json")
+    def action(tx: Transaction) -> tuple[int, object]:
+        return 200, reservations.void_checkout(tx, checkout_id=checkout_id).model_dump(mode="json")
 
-        scope = f"POST /checkouts/{checkout_id}/void"
-        return apply_once(tx, scope=scope, key=idempotency_key, digest=_NO_BODY, action=action)
-
-    return (await transactions_of(request).run(work)).to_response()
+    scope = f"POST /checkouts/{checkout_id}/void"
+    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
 
 
 @router.get(
