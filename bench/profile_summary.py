@@ -24,7 +24,10 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 # (component, path fragments), most specific first; matched against py-spy's short file names.
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    ("orchestrator: journal (store.py)", ("orchestrator/store.py",)),
+    (
+        "orchestrator: journal (store.py, journaldb/)",
+        ("orchestrator/store.py", "orchestrator/journaldb/"),
+    ),
     ("orchestrator: read view (views.py)", ("orchestrator/views.py",)),
     ("orchestrator: saga runner", ("orchestrator/saga/",)),
     ("orchestrator: clients.py", ("orchestrator/clients.py",)),
@@ -74,12 +77,18 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 ACTIVITIES: list[tuple[str, tuple[str, ...]]] = [
     ("journal: aiosqlite worker threads", ("aiosqlite/core.py:_connection_worker_thread",)),
     (
-        "journal: SQLAlchemy + aiosqlite calls on the event loop (store.py, views.py reads)",
-        ("orchestrator/store.py", "orchestrator/views.py", "sqlalchemy/", "aiosqlite/"),
+        "journal: journaldb's SQL (its thread and the event loop), store.py, views.py reads",
+        (
+            "orchestrator/journaldb/",
+            "orchestrator/store.py",
+            "orchestrator/views.py",
+            "sqlalchemy/",
+            "aiosqlite/",
+        ),
     ),
     (
-        "service calls: httpx/httpcore (clients.py)",
-        ("orchestrator/clients.py", "httpx/", "httpcore/", "h11/"),
+        "service calls: httpx over aiohttp (clients.py)",
+        ("orchestrator/clients.py", "httpx/", "httpx_aiohttp/", "aiohttp/", "httpcore/", "h11/"),
     ),
     ("saga runner and retry (stamina)", ("orchestrator/saga/", "stamina/", "tenacity/")),
 ]
