@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from rewards_service.main import create_app as create_rewards_app
 from rewards_service.settings import Settings as RewardsSettings
+from servicekit import tracing
 from servicekit.tracing import build_tracer_provider, requested_exporters, use_tracer_provider
 from tests.observability.conftest import ProcessBoundary, faulty_suite
 from tests.suite import checkout_body, running_suite
@@ -122,11 +123,19 @@ async def test_retries_refusals_and_compensations_have_their_own_spans(
     assert only(trace, "checkout").attributes["checkout.status"] == "failed"
 
 
+def without_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test sees no OTEL_* variable, whatever the environment, and no provider built from one."""
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(tracing, "_from_env", {})
+
+
 @pytest.mark.anyio
-async def test_without_otel_variables_nothing_is_traced(database_url: Callable[[str], str]) -> None:
+async def test_without_otel_variables_nothing_is_traced(
+    database_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With no OTEL_* variable and no injected provider, calls carry no traceparent."""
-    if requested_exporters(os.environ):
-        pytest.skip("OTEL_* variables switch tracing on in this environment")
+    without_otel_variables(monkeypatch)
     boundaries: dict[str, ProcessBoundary] = {}
 
     def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
@@ -174,10 +183,9 @@ def test_unsupported_exporters_stop_the_service_at_start(environ: dict[str, Any]
         requested_exporters(environ)
 
 
-def test_a_provider_from_the_env_names_the_service() -> None:
+def test_a_provider_from_the_env_names_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
     """The provider built for a service exports in batches and carries its name as service.name."""
-    if "OTEL_SERVICE_NAME" in os.environ or "OTEL_RESOURCE_ATTRIBUTES" in os.environ:
-        pytest.skip("the environment names the service")
+    without_otel_variables(monkeypatch)
     provider = build_tracer_provider("warehouse", ["console"])
     try:
         assert isinstance(provider, SdkTracerProvider)
