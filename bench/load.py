@@ -25,6 +25,7 @@ import math
 import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +59,45 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
+
+
+def results(
+    load: Any, *, requested: int, sent: int, concurrency: int, wall: float
+) -> dict[str, Any]:
+    """What a measured run reports: counts, errors and latency percentiles (``load`` recorded them)."""
+    latencies = sorted(load.latencies)
+    ok = len(latencies)
+    return {
+        "requested": requested,
+        "sent": sent,
+        "ok": ok,
+        "errors": load.errors,
+        "error_samples": load.error_samples,
+        "statuses": load.statuses,
+        "timed_out": sent < requested,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "throughput": ok / wall if wall > 0 else 0.0,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "mean_ms": (sum(latencies) / ok * 1000) if ok else float("nan"),
+        "max_ms": (latencies[-1] * 1000) if ok else float("nan"),
+    }
+
+
+def run_main(
+    main: Callable[[argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]],
+    args: argparse.Namespace,
+) -> None:
+    """Run a load generator's ``main`` on uvloop (asyncio without it) and print its JSON result."""
+    try:
+        import uvloop
+
+        result: dict[str, Any] = uvloop.run(main(args))
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        result = asyncio.run(main(args))
+    emit(json.dumps(result))
 
 
 def _check_loopback(url: str) -> None:
@@ -167,26 +207,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu0
         emit("DONE")
-    latencies = sorted(load.latencies)
-    ok = len(latencies)
-    return {
-        "requested": args.n,
-        "sent": sent,
-        "ok": ok,
-        "errors": load.errors,
-        "error_samples": load.error_samples,
-        "statuses": load.statuses,
-        "timed_out": sent < args.n,
-        "concurrency": args.concurrency,
-        "wall_s": wall,
-        "throughput": ok / wall if wall > 0 else 0.0,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p95_ms": percentile(latencies, 95) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "mean_ms": (sum(latencies) / ok * 1000) if ok else float("nan"),
-        "max_ms": (latencies[-1] * 1000) if ok else float("nan"),
-        "loadgen_cpu_ms_per_checkout": (cpu * 1000 / ok) if ok else float("nan"),
-    }
+    summary = results(load, requested=args.n, sent=sent, concurrency=args.concurrency, wall=wall)
+    ok = summary["ok"]
+    summary["loadgen_cpu_ms_per_checkout"] = (cpu * 1000 / ok) if ok else float("nan")
+    return summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -208,14 +232,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        import uvloop
-
-        result = uvloop.run(main(args))
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        result = asyncio.run(main(args))
-    emit(json.dumps(result))
+    run_main(main, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench import emit
-from bench.load import _check_loopback, percentile
+from bench.load import _check_loopback, results, run_main
 
 CUSTOMER = "c-bench"
 ITEMS = [{"sku": "SKU-001", "quantity": 1, "unit_price": "19.99"}]
@@ -207,24 +207,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         sent = await _pool(ids, args.concurrency, deadline, lambda c: load.one(session, c, True))
         wall = time.perf_counter() - started
         emit("DONE")
-    latencies = sorted(load.latencies)
-    ok = len(latencies)
-    return {
-        "scenario": args.scenario,
-        "requested": args.n,
-        "sent": sent,
-        "ok": ok,
-        "errors": load.errors,
-        "error_samples": load.error_samples,
-        "statuses": load.statuses,
-        "timed_out": sent < args.n,
-        "concurrency": args.concurrency,
-        "wall_s": wall,
-        "throughput": ok / wall if wall > 0 else 0.0,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p95_ms": percentile(latencies, 95) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-    }
+    summary = results(load, requested=args.n, sent=sent, concurrency=args.concurrency, wall=wall)
+    return {"scenario": args.scenario} | summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -243,14 +227,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        import uvloop
-
-        result = uvloop.run(main(args))
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        result = asyncio.run(main(args))
-    emit(json.dumps(result))
+    run_main(main, parse_args(argv))
 
 
 if __name__ == "__main__":
