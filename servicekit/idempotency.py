@@ -15,12 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, SQLModel
 
 from servicekit.db import UTCDateTime
 from servicekit.problems import ProblemError
@@ -61,9 +60,6 @@ class IdempotencyRecordBase(SQLModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
 
 
-RecordT = TypeVar("RecordT", bound=IdempotencyRecordBase)
-
-
 def fingerprint(payload: Any) -> str:
     """A digest of a request's meaning: its parsed JSON with keys sorted."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
@@ -95,76 +91,7 @@ def stored_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _replay(record: IdempotencyRecordBase, key: str, digest: str) -> StoredResponse:
-    if record.fingerprint != digest:
-        raise IdempotencyKeyReusedError(
-            f"The Idempotency-Key {key!r} was first used with a different request body."
-        )
-    return StoredResponse(record.status_code, json.loads(record.response_body), replayed=True)
-
-
-def find_replay(
-    session: Session, record_model: type[RecordT], *, scope: str, key: str, digest: str
-) -> StoredResponse | None:
-    """The recorded first answer to ``key`` in ``scope``, if any; 422 if the key came with another body."""
-    record = session.get(record_model, (scope, stored_key(key)))
-    return None if record is None else _replay(record, key, digest)
-
-
-def execute_once(
-    session: Session,
-    record_model: type[RecordT],
-    *,
-    scope: str,
-    key: str | None,
-    digest: str,
-    action: Callable[[], tuple[int, Any]],
-) -> StoredResponse:
-    """Run ``action`` (which writes through ``session``) once per ``(scope, key)`` and commit.
-
-    ``action`` returns ``(status_code, json_body)``. Without a key it simply runs and commits.
-    """
-    if key is None:
-        try:
-            status_code, body = action()
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        return StoredResponse(status_code, body)
-
-    existing = session.get(record_model, (scope, stored_key(key)))
-    if existing is not None:
-        session.rollback()
-        return _replay(existing, key, digest)
-    try:
-        status_code, body = action()
-        session.add(
-            record_model(
-                scope=scope,
-                key=stored_key(key),
-                fingerprint=digest,
-                status_code=status_code,
-                response_body=json.dumps(body),
-            )
-        )
-        session.commit()
-    except (IntegrityError, ProblemError):
-        # A concurrent twin with the same key may have won the race (PostgreSQL's read-committed
-        # readers do not see it until it commits): answer as it did, or re-raise our refusal.
-        session.rollback()
-        twin = session.get(record_model, (scope, stored_key(key)))
-        session.rollback()
-        if twin is None:
-            raise
-        return _replay(twin, key, digest)
-    except BaseException:
-        session.rollback()
-        raise
-    return StoredResponse(status_code, body)
-
-
-# The same records, through plain SQL (``servicekit.sql``) on the services' hot paths.
+# The records, written and read in plain SQL (``servicekit.sql``) on the services' hot paths.
 @cache
 def _record_statements(table: str) -> tuple[SQL, SQL]:
     select = SQL(
@@ -200,7 +127,7 @@ def recorded_answer(
     digest: str,
     table: str = "idempotency_record",
 ) -> StoredResponse | None:
-    """``find_replay`` in plain SQL: the recorded answer to ``key`` in ``scope``, if any."""
+    """The recorded answer to ``key`` in ``scope``, if any; 422 if the key came with another body."""
     select, _ = _record_statements(table)
     row = transaction.one(select, {"scope": scope, "key": stored_key(key)})
     return None if row is None else _replay_row(row, key, digest)
@@ -216,7 +143,7 @@ def apply_once(
     table: str = "idempotency_record",
     look_first: bool = True,
 ) -> StoredResponse:
-    """``execute_once`` in plain SQL: run ``action`` once per ``(scope, key)``, record it, commit.
+    """Run ``action`` once per ``(scope, key)``, record its answer, commit.
 
     ``action`` writes through ``transaction`` and returns ``(status_code, json_body)``. The
     answer is recorded in ``table`` in the same transaction as the effect. Without a key it

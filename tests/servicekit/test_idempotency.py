@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, SQLModel
 
 from servicekit.app import create_service_app
-from servicekit.db import create_sync_engine
 from servicekit.idempotency import (
     IdempotencyKeyHeader,
-    IdempotencyKeyReusedError,
     IdempotencyRecordBase,
-    StoredResponse,
-    execute_once,
     fingerprint,
 )
 from servicekit.problems import ProblemError
@@ -145,136 +140,3 @@ async def test_key_is_optional(key_client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"key": None}
-
-
-# execute_once ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: Callable[[str], str]) -> Iterator[Engine]:
-    """An engine on a fresh database holding the test tables."""
-    engine = create_sync_engine(database_url("kit"))
-    KitTable.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
-def _effects(engine: Engine) -> list[str]:
-    with Session(engine) as session:
-        return [e.label for e in session.exec(select(Effect).order_by(Effect.id)).all()]
-
-
-def _run(engine: Engine, key: str | None, payload: Any, label: str = "done") -> StoredResponse:
-    with Session(engine) as session:
-
-        def action() -> tuple[int, Any]:
-            session.add(Effect(label=label))
-            return 201, {"label": label, "payload": payload}
-
-        return execute_once(
-            session,
-            Record,
-            scope="POST /things",
-            key=key,
-            digest=fingerprint(payload),
-            action=action,
-        )
-
-
-def test_execute_once_applies_a_keyed_request_once(engine: Engine) -> None:
-    """A repeat with the same key and meaning replays the first answer and applies nothing."""
-    first = _run(engine, "k-1", {"n": 1}, label="first")
-    again = _run(engine, "k-1", {"n": 1}, label="second")
-
-    assert first == StoredResponse(201, {"label": "first", "payload": {"n": 1}})
-    assert again == StoredResponse(201, {"label": "first", "payload": {"n": 1}}, replayed=True)
-    assert again.to_response().headers["idempotent-replayed"] == "true"
-    assert "idempotent-replayed" not in first.to_response().headers
-    assert _effects(engine) == ["first"]
-
-
-def test_execute_once_refuses_a_key_reused_with_another_meaning(engine: Engine) -> None:
-    """The same key with a different payload raises a 422 error and applies nothing."""
-    _run(engine, "k-1", {"n": 1}, label="first")
-
-    with pytest.raises(IdempotencyKeyReusedError) as raised:
-        _run(engine, "k-1", {"n": 2}, label="second")
-
-    assert raised.value.status == 422
-    assert "k-1" in raised.value.detail
-    assert _effects(engine) == ["first"]
-
-
-def test_execute_once_scopes_keys(engine: Engine) -> None:
-    """One key under two scopes names two requests."""
-    _run(engine, "k-1", {"n": 1}, label="first")
-    with Session(engine) as session:
-        result = execute_once(
-            session,
-            Record,
-            scope="POST /other",
-            key="k-1",
-            digest=fingerprint({"n": 1}),
-            action=lambda: (200, {"other": True}),
-        )
-
-    assert result == StoredResponse(200, {"other": True})
-
-
-def test_execute_once_without_key_runs_every_time(engine: Engine) -> None:
-    """Without a key every request is applied and none is recorded."""
-    _run(engine, None, {"n": 1}, label="first")
-    _run(engine, None, {"n": 1}, label="second")
-
-    assert _effects(engine) == ["first", "second"]
-    with Session(engine) as session:
-        assert session.exec(select(Record)).all() == []
-
-
-@pytest.mark.parametrize("key", ["k-1", None])
-def test_refusal_rolls_back_and_is_not_recorded(engine: Engine, key: str | None) -> None:
-    """An action that refuses leaves no effect and no record, so the same key may succeed later."""
-    with Session(engine) as session:
-
-        def refuse() -> tuple[int, Any]:
-            session.add(Effect(label="half-done"))
-            session.flush()
-            raise RefusedError("not now")
-
-        with pytest.raises(RefusedError):
-            execute_once(
-                session,
-                Record,
-                scope="POST /things",
-                key=key,
-                digest=fingerprint({}),
-                action=refuse,
-            )
-
-    assert _effects(engine) == []
-    assert _run(engine, key, {}, label="later").replayed is False
-    assert _effects(engine) == ["later"]
-
-
-def test_unexpected_error_rolls_back(engine: Engine) -> None:
-    """An action failing unexpectedly leaves no effect and no record."""
-    with Session(engine) as session:
-
-        def fail() -> tuple[int, Any]:
-            session.add(Effect(label="half-done"))
-            session.flush()
-            raise RuntimeError("boom")
-
-        with pytest.raises(RuntimeError):
-            execute_once(
-                session,
-                Record,
-                scope="POST /things",
-                key="k-1",
-                digest=fingerprint({}),
-                action=fail,
-            )
-
-    assert _effects(engine) == []
-    with Session(engine) as session:
-        assert session.exec(select(Record)).all() == []

@@ -148,7 +148,7 @@ def test_apply_once_applies_a_keyed_request_once(engine: Engine) -> None:
     assert first == StoredResponse(201, {"label": "first", "payload": {"n": 1}})
     assert again == StoredResponse(201, {"label": "first", "payload": {"n": 1}}, replayed=True)
     assert _labels(engine) == ["first"]
-    with Session(engine) as session:  # the record is the ORM's, as execute_once writes it
+    with Session(engine) as session:  # the record reads back through the ORM model
         record = session.exec(select(SqlRecord)).one()
         assert (record.scope, record.status_code) == ("POST /things", 201)
         assert record.key != "k-1"  # stored hashed
@@ -170,6 +170,42 @@ def test_apply_once_records_no_refusal(engine: Engine) -> None:
     assert _labels(engine) == []
     assert _apply(engine, "k-1", {"n": 1}, "applied").replayed is False
     assert _labels(engine) == ["applied"]
+
+
+def test_apply_once_scopes_keys(engine: Engine) -> None:
+    """One key under two scopes names two requests."""
+    _apply(engine, "k-1", {"n": 1}, "first")
+
+    def other(tx: Transaction) -> StoredResponse:
+        return apply_once(
+            tx,
+            scope="POST /other",
+            key="k-1",
+            digest=fingerprint({"n": 1}),
+            action=lambda: (200, {"other": True}),
+            table=TABLE,
+        )
+
+    assert Transactions(engine).call(other) == StoredResponse(200, {"other": True})
+
+
+def test_apply_once_rolls_back_an_unexpected_error(engine: Engine) -> None:
+    """An action failing unexpectedly leaves no effect and no record."""
+
+    def fail(tx: Transaction) -> StoredResponse:
+        def action() -> tuple[int, Any]:
+            _insert(tx, "half-done")
+            raise RuntimeError("boom")
+
+        return apply_once(
+            tx, scope="POST /things", key="k-1", digest=fingerprint({}), action=action, table=TABLE
+        )
+
+    with pytest.raises(RuntimeError):
+        Transactions(engine).call(fail)
+    assert _labels(engine) == []
+    with Session(engine) as session:
+        assert session.exec(select(SqlRecord)).all() == []
 
 
 def test_apply_once_without_key_runs_every_time(engine: Engine) -> None:
