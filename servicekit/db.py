@@ -167,6 +167,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def utc_text(value: datetime) -> str:
+    """What ``UTCDateTime`` stores on SQLite, for plain SQL that writes the same columns.
+
+    SQLAlchemy's SQLite ``DateTime`` writes naive UTC as ``YYYY-MM-DD HH:MM:SS.ffffff``,
+    microseconds always written; the ORM reads back both this and what it wrote itself.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class SyncDatabase:
     """A service's synchronous engine for the app's lifetime, with its schema and readiness check."""
 

@@ -34,6 +34,8 @@ import anyio
 from sqlalchemy import Engine
 from starlette.requests import Request
 
+from servicekit.db import utc_text
+
 T = TypeVar("T")
 Params = Mapping[str, Any]
 # A quoted literal or identifier (left as it is), or a ``:name`` parameter (not a ``::`` cast).
@@ -119,11 +121,11 @@ class Transaction:
         """A ``UTCDateTime`` column's parameter (``value`` must be aware)."""
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
         if self.postgres:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
             return value
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return utc_text(value)
 
     @staticmethod
     def timestamp_of(value: Any) -> datetime:

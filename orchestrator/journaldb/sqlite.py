@@ -35,7 +35,7 @@ from orchestrator.journaldb.base import (
     Row,
     T,
 )
-from servicekit.db import connect_sqlite
+from servicekit.db import connect_sqlite, utc_text
 
 # How long ``close`` waits for the transactions already queued (a lock held by another process
 # can make one wait up to the busy timeout); after that the thread finishes them on its own.
@@ -45,19 +45,12 @@ Work = Callable[[sqlite3.Connection], Any]
 _Job = tuple[Work | None, "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"]
 
 
-def _datetime_text(value: datetime) -> str:
-    """What SQLAlchemy's UTCDateTime stores on SQLite: naive UTC, microseconds always written."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _value(value: Any) -> Any:
     kind = type(value)
     if kind is uuid.UUID:
         return value.hex  # SQLAlchemy's Uuid on SQLite: CHAR(32), no hyphens
     if kind is datetime:
-        return _datetime_text(value)
+        return utc_text(value)
     return value  # booleans: pysqlite stores True/False as 1/0, as SQLAlchemy's Boolean does
 
 
