@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import httpx
+
+from tests.suite import Suite, running_suite
 
 
 @dataclass
@@ -103,3 +108,27 @@ class FaultyTransport(httpx.AsyncBaseTransport):
                 request=request,
             )
         raise ValueError(f"unknown fault kind {rule.kind!r}")
+
+
+@asynccontextmanager
+async def faulty_suite(
+    database_url: Callable[[str], str],
+    *,
+    stock: Mapping[str, int] | None = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
+    """The suite in-process with a fault injector in front of each service, by service name.
+
+    ``stock`` (default: 10 of SKU-001) is put in the warehouse first; ``settings`` go to the
+    orchestrator as in ``running_suite``.
+    """
+    faults: dict[str, FaultyTransport] = {}
+
+    def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        faults[name] = FaultyTransport(transport)
+        return faults[name]
+
+    async with running_suite(database_url, wrap=wrap, **settings) as suite:
+        for sku, on_hand in (stock or {"SKU-001": 10}).items():
+            await suite.stock(sku, on_hand)
+        yield suite, faults

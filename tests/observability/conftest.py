@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,8 +14,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from servicekit.tracing import use_tracer_provider
-from tests.faults import FaultyTransport
-from tests.suite import Suite, running_suite
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -46,22 +42,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     with use_tracer_provider(provider):
         yield exporter
     provider.shutdown()
-
-
-@asynccontextmanager
-async def faulty_suite(
-    database_url: Callable[[str], str], **settings: Any
-) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
-    """The suite with a fault injector in front of each service, and stock of SKU-001."""
-    faults: dict[str, FaultyTransport] = {}
-
-    def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        faults[name] = FaultyTransport(transport)
-        return faults[name]
-
-    async with running_suite(database_url, wrap=wrap, **settings) as suite:
-        await suite.stock("SKU-001", 10)
-        yield suite, faults
 
 
 class ProcessBoundary(httpx.AsyncBaseTransport):

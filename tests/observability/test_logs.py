@@ -12,7 +12,8 @@ import anyio
 import pytest
 
 from servicekit.logs import configure_logging, get_logger, log_formatter, mask
-from tests.observability.conftest import faulty_suite, metric, scrape
+from tests.faults import faulty_suite
+from tests.observability.conftest import metric, scrape
 from tests.suite import Suite, checkout_body
 
 

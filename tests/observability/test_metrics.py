@@ -10,7 +10,8 @@ import pytest
 
 from email_service.main import create_app as create_email_app
 from email_service.settings import Settings as EmailSettings
-from tests.observability.conftest import faulty_suite, metric, scrape
+from tests.faults import faulty_suite
+from tests.observability.conftest import metric, scrape
 from tests.suite import Suite, checkout_body, running_suite
 from warehouse_service.main import create_app as create_warehouse_app
 from warehouse_service.settings import Settings as WarehouseSettings

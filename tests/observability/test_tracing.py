@@ -19,7 +19,8 @@ from rewards_service.main import create_app as create_rewards_app
 from rewards_service.settings import Settings as RewardsSettings
 from servicekit import tracing
 from servicekit.tracing import build_tracer_provider, requested_exporters, use_tracer_provider
-from tests.observability.conftest import ProcessBoundary, faulty_suite
+from tests.faults import faulty_suite
+from tests.observability.conftest import ProcessBoundary
 from tests.suite import checkout_body, running_suite
 
 

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
-from tests.faults import FaultyTransport
-from tests.suite import Suite, checkout_body, running_suite
+from tests.faults import faulty_suite
+from tests.suite import checkout_body
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def faulty_suite(
-    database_url: Callable[[str], str], **settings: Any
-) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
-    faults: dict[str, FaultyTransport] = {}
-
-    def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        faults[name] = FaultyTransport(transport)
-        return faults[name]
-
-    async with running_suite(database_url, wrap=wrap, **settings) as suite:
-        await suite.stock("SKU-001", 10)
-        yield suite, faults
 
 
 def step(checkout: dict[str, Any], name: str) -> dict[str, Any]:

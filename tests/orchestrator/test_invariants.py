@@ -3,36 +3,20 @@ loud on every kind of broken state."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
-from tests.faults import FaultyTransport
+from tests.faults import faulty_suite
 from tests.invariants import check_invariants
-from tests.suite import Suite, checkout_body, running_suite
+from tests.suite import Suite, checkout_body
 
 pytestmark = pytest.mark.anyio
 
 
-@asynccontextmanager
-async def faulty_suite(
-    database_url: Callable[[str], str], **settings: Any
-) -> AsyncIterator[tuple[Suite, dict[str, FaultyTransport]]]:
-    faults: dict[str, FaultyTransport] = {}
-
-    def wrap(name: str, transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-        faults[name] = FaultyTransport(transport)
-        return faults[name]
-
-    async with running_suite(database_url, wrap=wrap, **settings) as suite:
-        await suite.stock("SKU-001", 10)
-        await suite.stock("SKU-002", 5)
-        await suite.stock("SKU-SOLDOUT", 0)
-        yield suite, faults
+STOCK = {"SKU-001": 10, "SKU-002": 5, "SKU-SOLDOUT": 0}
 
 
 async def place(suite: Suite, **body: Any) -> dict[str, Any]:
@@ -54,7 +38,7 @@ async def test_a_mix_of_checkouts_and_faults_keeps_every_invariant(
     database_url: Callable[[str], str], order: str
 ) -> None:
     """Members, non-members, sold-out lines and transient faults, in any step order: no violation."""
-    async with faulty_suite(database_url, checkout_steps=order) as (suite, faults):
+    async with faulty_suite(database_url, stock=STOCK, checkout_steps=order) as (suite, faults):
         faults["warehouse"].add("POST", "/reservations", "lose_answer")
         faults["rewards"].add("POST", "/checkouts/*/void", "lose_answer")
         faults["email"].add("POST", "/emails", "status", status=503, times=2)
@@ -105,7 +89,7 @@ async def test_the_checker_reports_every_kind_of_broken_state(
     database_url: Callable[[str], str],
 ) -> None:
     """Stray effects written straight to the services are each named by the checker."""
-    async with faulty_suite(database_url) as (suite, _):
+    async with faulty_suite(database_url, stock=STOCK) as (suite, _):
         completed = await place(suite)
         failed = await place(
             suite, items=[{"sku": "SKU-SOLDOUT", "quantity": 1, "unit_price": "1"}]
@@ -165,7 +149,7 @@ async def test_the_checker_reports_checkouts_that_never_end(
     database_url: Callable[[str], str],
 ) -> None:
     """A checkout still running at the deadline is a violation naming its steps."""
-    async with faulty_suite(database_url, shutdown_grace_s=0) as (suite, faults):
+    async with faulty_suite(database_url, stock=STOCK, shutdown_grace_s=0) as (suite, faults):
         faults["email"].add("POST", "/emails", "delay", delay=5)
         response = await suite.orchestrator.post(
             "/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"}

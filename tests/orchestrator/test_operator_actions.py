@@ -7,7 +7,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.orchestrator.test_faults import faulty_suite, step
+from tests.faults import faulty_suite
+from tests.orchestrator.test_faults import step
 from tests.suite import Suite, checkout_body
 
 pytestmark = pytest.mark.anyio
