@@ -10,7 +10,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import views
@@ -168,7 +168,7 @@ async def create_checkout(
             examples=["respond-async"],
         ),
     ] = None,
-) -> JSONResponse:
+) -> Response:
     """Reserve stock, credit points and send the confirmation, in order; 201 when done, 202 if still running."""
     digest = fingerprint(body.model_dump(mode="json"))
     key_hash = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
@@ -178,7 +178,7 @@ async def create_checkout(
             return await _answer_repeat(existing, digest, journal, settings)
     checkout = _new_checkout(body, settings, key_hash, digest)
     try:
-        await journal.create(checkout, settings.step_order)
+        recorded = await journal.create(checkout, settings.step_order)
     except IntegrityError as exc:
         if not (key_hash and is_duplicate_key(exc)):
             raise
@@ -186,7 +186,7 @@ async def create_checkout(
         assert existing is not None
         return await _answer_repeat(existing, digest, journal, settings)
 
-    supervisor.start(checkout.id, checkout.lease_token)
+    supervisor.start(checkout.id, checkout.lease_token, recorded)
     headers = {"Location": f"/checkouts/{checkout.id}"}
     if _wants_async(prefer):
         headers["Preference-Applied"] = "respond-async"
@@ -199,7 +199,7 @@ async def create_checkout(
     payload = public.model_dump_json()
     if key_hash:
         await journal.save_first_response(checkout.id, status, payload)
-    return JSONResponse(json.loads(payload), status_code=status, headers=headers)
+    return Response(payload, status_code=status, headers=headers, media_type="application/json")
 
 
 @router.get(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -83,17 +84,21 @@ class Journal:
 
     # --- creating and reading -------------------------------------------------------------
 
-    async def create(self, checkout: Checkout, step_names: list[str]) -> Checkout:
+    async def create(
+        self, checkout: Checkout, step_names: list[str]
+    ) -> tuple[Checkout, list[Step]]:
         """Record a new checkout with its pending steps, leased to this replica (token 1).
 
-        Raises ``IntegrityError`` when its idempotency key is already taken.
+        Returns them as recorded (what ``load`` would read back). Raises ``IntegrityError`` when
+        its idempotency key is already taken.
         """
         checkout.lease_owner = self.owner
         checkout.lease_token = 1
         checkout.lease_expires_at = time.time() + self.lease_ttl_s
         values = tuple(getattr(checkout, column) for column in CHECKOUT_COLUMNS)
-        await self.db.insert(values, [(name, position) for position, name in enumerate(step_names)])
-        return checkout
+        steps = [(name, position) for position, name in enumerate(step_names)]
+        await self.db.insert(values, steps)
+        return checkout, self.db.pending_steps(checkout.id, steps)
 
     async def load(self, checkout_id: uuid.UUID) -> tuple[Checkout, list[Step]] | None:
         """A checkout and its steps."""
@@ -154,12 +159,15 @@ class Journal:
         *,
         checkout: dict[str, Any] | None = None,
         step: tuple[str, dict[str, Any]] | None = None,
+        steps: Sequence[tuple[str, dict[str, Any]]] = (),
         unless_cancelled: bool = False,
     ) -> None:
-        """Commit one transition of a checkout and/or one of its steps, renewing the lease.
+        """Commit transitions of a checkout and/or its steps in one transaction, renewing the lease.
 
-        Raises ``LeaseLostError`` (writing nothing) when this replica no longer holds the lease,
-        and ``CancelRequestedError`` when ``unless_cancelled`` and an operator asked to cancel.
+        ``steps`` (then ``step``) are applied in order; values given twice for a step merge, the
+        later winning. Raises ``LeaseLostError`` (writing nothing) when this replica no longer
+        holds the lease, and ``CancelRequestedError`` when ``unless_cancelled`` and an operator
+        asked to cancel.
         """
         now = time.time()
         values: dict[str, Any] = {
@@ -173,14 +181,15 @@ class Journal:
         if unless_cancelled:
             fence_params += (False,)
         fence = (fence_sql(tuple(values), unless_cancelled), fence_params)
-        step_statement = None
-        if step is not None:
-            name, step_values = step
-            step_statement = (
-                step_sql(tuple(step_values)),
-                (*step_values.values(), checkout_id, name),
-            )
-        written, lease = await self.db.fenced(fence, step_statement, checkout_id)
+        by_step: dict[str, dict[str, Any]] = {}
+        for name, step_values in (*steps, *((step,) if step is not None else ())):
+            by_step[name] = by_step.get(name, {}) | step_values
+        step_statements = [
+            (step_sql(tuple(step_values)), (*step_values.values(), checkout_id, name))
+            for name, step_values in by_step.items()
+            if step_values
+        ]
+        written, lease = await self.db.fenced(fence, step_statements, checkout_id)
         if not written:
             self._refusal(checkout_id, token, unless_cancelled, lease)
 
@@ -197,14 +206,6 @@ class Journal:
             raise CancelRequestedError(f"checkout {checkout_id}: cancellation requested")
         raise LeaseLostError(
             f"checkout {checkout_id}: lease {token} is no longer held by {self.owner}"
-        )
-
-    async def park(self, checkout_id: uuid.UUID, token: int, *, until: float) -> None:
-        """Stop driving a checkout until ``until`` and give up its lease (a transient outage)."""
-        await self.record(
-            checkout_id,
-            token,
-            checkout={"next_attempt_at": until, "lease_owner": None, "lease_expires_at": None},
         )
 
 

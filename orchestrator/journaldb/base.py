@@ -157,6 +157,23 @@ class JournalDB(ABC):
             Step, STEP_COLUMNS, [self.decoders.get(k) for k in _kinds(STEP_TABLE)]
         )
         self._uuid_of = self.decoders.get("uuid") or (lambda value: value)
+        self._step_as_is = _builder(Step, STEP_COLUMNS, [None] * len(STEP_COLUMNS))
+
+    def pending_steps(self, checkout_id: uuid.UUID, steps: Sequence[tuple[str, int]]) -> list[Step]:
+        """The rows ``insert`` writes for ``steps`` (name, position), as ``loaded`` would read them."""
+        blank = dict.fromkeys(STEP_COLUMNS)
+        rows = [
+            blank
+            | {
+                "checkout_id": checkout_id,
+                "name": name,
+                "position": position,
+                "status": "pending",
+                "attempts": 0,
+            }
+            for name, position in steps
+        ]
+        return [self._step_as_is(tuple(row.values()), 0) for row in rows]
 
     def loaded(self, rows: list[Row]) -> tuple[Checkout, list[Step]] | None:
         """The checkout and steps of ``LOAD``'s rows."""
@@ -192,9 +209,10 @@ class JournalDB(ABC):
 
     @abstractmethod
     async def fenced(
-        self, fence: tuple[str, Row], step: tuple[str, Row] | None, checkout_id: uuid.UUID
+        self, fence: tuple[str, Row], steps: Sequence[tuple[str, Row]], checkout_id: uuid.UUID
     ) -> tuple[bool, Refusal]:
-        """In one transaction: the fenced checkout UPDATE, then (if it matched) the step UPDATE.
+        """In one transaction: the fenced checkout UPDATE, then (if it matched) the step UPDATEs
+        (each of a different step).
 
         Returns (True, None) once committed; else (False, the checkout's lease owner and token as
         they are now, or None without a row), having written nothing.

@@ -134,17 +134,23 @@ class PostgresJournalDB(JournalDB):
             with anyio.CancelScope(shield=True):
                 await pool.putconn(connection)
 
-    def _fenced_step(self, fence_sql: str, step_sql: str) -> str:
-        """One statement for both UPDATEs: the step's, a data-modifying CTE, touches the step only
-        if the fenced UPDATE returned the checkout's row (both run on one snapshot)."""
-        key = f"{fence_sql}\n{step_sql}"
+    def _fenced_steps(self, fence_sql: str, step_sqls: Sequence[str]) -> str:
+        """One statement for all UPDATEs: each step's, a data-modifying CTE, touches its step only
+        if the fenced UPDATE returned the checkout's row (all run on one snapshot, so each step
+        may appear once)."""
+        key = "\n".join((fence_sql, *step_sqls))
         statement = self._sql.get(key)
         if statement is None:
-            moved = self._pg(step_sql).replace(
-                "WHERE checkout_id = %s", "WHERE checkout_id IN (SELECT id FROM fenced)"
+            moves = "".join(
+                f", moved{index} AS ("
+                + self._pg(step_sql).replace(
+                    "WHERE checkout_id = %s", "WHERE checkout_id IN (SELECT id FROM fenced)"
+                )
+                + ")"
+                for index, step_sql in enumerate(step_sqls)
             )
             statement = self._sql[key] = (
-                f"WITH fenced AS ({self._pg(fence_sql)} RETURNING id), moved AS ({moved}) "
+                f"WITH fenced AS ({self._pg(fence_sql)} RETURNING id){moves} "
                 "SELECT count(*) FROM fenced"
             )
         return statement
@@ -205,14 +211,16 @@ class PostgresJournalDB(JournalDB):
         return await self._run(statement, work)
 
     async def fenced(
-        self, fence: tuple[str, Row], step: tuple[str, Row] | None, checkout_id: uuid.UUID
+        self, fence: tuple[str, Row], steps: Sequence[tuple[str, Row]], checkout_id: uuid.UUID
     ) -> tuple[bool, Refusal]:
-        if step is None:
+        if not steps:
             written = await self.write(fence[0], fence[1])
         else:
-            statement = self._fenced_step(fence[0], step[0])
-            # The step's parameters less its checkout_id, which comes from the fenced row.
-            params = (*_checked(fence[1]), *_checked(step[1][:-2]), step[1][-1])
+            statement = self._fenced_steps(fence[0], [sql for sql, _ in steps])
+            # Each step's parameters less its checkout_id, which comes from the fenced row.
+            params: Row = _checked(fence[1])
+            for _, step_params in steps:
+                params += (*_checked(step_params[:-2]), step_params[-1])
 
             async def work(connection: psycopg.AsyncConnection[Any]) -> int:
                 row = await (await connection.execute(statement, params)).fetchone()

@@ -215,10 +215,10 @@ class SqliteJournalDB(JournalDB):
         return await self._run(work)
 
     async def fenced(
-        self, fence: tuple[str, Row], step: tuple[str, Row] | None, checkout_id: uuid.UUID
+        self, fence: tuple[str, Row], steps: Sequence[tuple[str, Row]], checkout_id: uuid.UUID
     ) -> tuple[bool, Refusal]:
         fence_sql, fence_params = fence[0], _encode(fence[1])
-        step_sql, step_params = (step[0], _encode(step[1])) if step is not None else ("", ())
+        step_statements = [(sql, _encode(params)) for sql, params in steps]
 
         def work(connection: sqlite3.Connection) -> tuple[bool, Refusal]:
             def transaction() -> tuple[bool, Refusal]:
@@ -227,7 +227,7 @@ class SqliteJournalDB(JournalDB):
                     lease = connection.execute(LEASE_OF, (checkout_id.hex,)).fetchone()
                     connection.execute("ROLLBACK")
                     return False, (lease[0], lease[1]) if lease else None
-                if step_sql:
+                for step_sql, step_params in step_statements:
                     connection.execute(step_sql, step_params)
                 return True, None
 

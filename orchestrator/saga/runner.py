@@ -1,7 +1,8 @@
 """The saga runner: drives one checkout from its last recorded step to a terminal state.
 
 Every transition is committed to the journal before the next call is made: a step is marked
-``running`` (attempt counted) before its call and ``succeeded``/``failed`` after it. Whatever
+``running`` (attempt counted) before its call and ``succeeded``/``failed`` after it (a success
+is committed with the next step's start, in one transaction: see ``journaling``). Whatever
 point a crash interrupts, the journal says what to do next, and repeating a call is safe because
 each carries an Idempotency-Key derived from checkout, step and action.
 
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
 from orchestrator.models import Checkout, Step, utcnow
 from orchestrator.saga.crashpoints import CrashPoints
+from orchestrator.saga.journaling import CheckoutJournal
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.steps import Compensation, SagaContext, SagaStep, StepKind
 from orchestrator.saga.telemetry import SagaTelemetry
@@ -70,15 +72,28 @@ class SagaRunner:
         self.resume_delay_s = resume_delay_s
         self.telemetry = telemetry or SagaTelemetry()
 
-    async def drive(self, checkout_id: uuid.UUID, token: int) -> None:
-        """Take the checkout from wherever its journal stands to completed, failed or parked."""
-        with self.telemetry.driving(checkout_id):
-            await self._drive(checkout_id, token)
+    async def drive(
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        loaded: tuple[Checkout, list[Step]] | None = None,
+    ) -> None:
+        """Take the checkout from wherever its journal stands to completed, failed or parked.
 
-    async def _drive(self, checkout_id: uuid.UUID, token: int) -> None:
-        loaded = await self.journal.load(checkout_id)
+        ``loaded``: the checkout and steps as just recorded (a checkout this replica created), to
+        spare reading them back.
+        """
+        with self.telemetry.driving(checkout_id):
+            await self._drive(CheckoutJournal(self.journal, checkout_id, token), loaded)
+
+    async def _drive(
+        self, journal: CheckoutJournal, loaded: tuple[Checkout, list[Step]] | None
+    ) -> None:
+        checkout_id = journal.checkout_id
         if loaded is None:
-            return
+            loaded = await self.journal.load(checkout_id)
+            if loaded is None:
+                return
         checkout, rows = loaded
         if checkout.status not in ("pending", "running"):
             return
@@ -86,78 +101,68 @@ class SagaRunner:
         by_name = {row.name: row for row in rows}
         order = [row.name for row in sorted(rows, key=lambda r: r.position)]
         if checkout.status == "pending":
-            await self.journal.record(checkout_id, token, checkout={"status": "running"})
+            journal.later(checkout={"status": "running"})
         if checkout.error is None:
-            outcome = await self._forward(ctx, order, by_name, token, checkout.deadline_at)
+            outcome = await self._forward(journal, ctx, order, by_name, checkout.deadline_at)
             if outcome == FORWARD_PARKED:
                 return
             if outcome == FORWARD_DONE:
-                await self.journal.record(checkout_id, token, checkout={"status": "completed"})
+                await journal.record(checkout={"status": "completed"})
                 self.telemetry.checkout_finished(checkout_id, "completed")
                 return
-        await self._compensate(ctx, order, by_name, token)
-        await self.journal.record(checkout_id, token, checkout={"status": "failed"})
+        await self._compensate(journal, ctx, order, by_name)
+        await journal.record(checkout={"status": "failed"})
         self.telemetry.checkout_finished(checkout_id, "failed")
 
     async def _forward(
         self,
+        journal: CheckoutJournal,
         ctx: SagaContext,
         order: list[str],
         rows: dict[str, Step],
-        token: int,
         deadline_at: float | None,
     ) -> str:
         """Run the steps not yet done: done, failed (its error recorded) or parked."""
-        checkout_id = uuid.UUID(ctx.checkout_id)
+        checkout_id = journal.checkout_id
         for name in order:
             row = rows[name]
             if row.status in ("succeeded", "skipped"):
                 continue
             step = self.steps[name]
             if not step.applies(ctx):
-                await self.journal.record(
-                    checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()})
-                )
+                journal.later(step=(name, {"status": "skipped", "finished_at": utcnow()}))
                 row.status = "skipped"
                 continue
             retriable = step.kind is StepKind.RETRIABLE
             try:
                 await self._attempt(
-                    step, ctx, row, token, self.policy.forever() if retriable else self.policy
+                    journal, step, ctx, row, self.policy.forever() if retriable else self.policy
                 )
             except CancelRequestedError:
                 await self._fail(
-                    checkout_id,
-                    token,
-                    None,
-                    {"kind": "cancelled", "detail": "Cancelled by an operator."},
+                    journal, None, {"kind": "cancelled", "detail": "Cancelled by an operator."}
                 )
                 return FORWARD_FAILED
             except StepTransientError as exc:
                 if deadline_at is None or time.time() < deadline_at:
                     until = time.time() + self.resume_delay_s
-                    await self.journal.park(checkout_id, token, until=until)
+                    await journal.park(until=until)
                     self.telemetry.checkout_parked(
                         checkout_id, step=name, attempt=row.attempts, detail=exc.detail, until=until
                     )
                     return FORWARD_PARKED
                 await self._fail(
-                    checkout_id,
-                    token,
-                    row,
-                    {"step": name, "deadline_passed": True, **exc.as_json()},
-                    exc,
+                    journal, row, {"step": name, "deadline_passed": True, **exc.as_json()}, exc
                 )
                 return FORWARD_FAILED
             except StepError as exc:
-                await self._fail(checkout_id, token, row, {"step": name, **exc.as_json()}, exc)
+                await self._fail(journal, row, {"step": name, **exc.as_json()}, exc)
                 return FORWARD_FAILED
         return FORWARD_DONE
 
     async def _fail(
         self,
-        checkout_id: uuid.UUID,
-        token: int,
+        journal: CheckoutJournal,
         row: Step | None,
         failure: dict[str, Any],
         exc: StepError | None = None,
@@ -175,16 +180,18 @@ class SagaRunner:
                     "finished_at": utcnow(),
                 },
             )
-        await self.journal.record(
-            checkout_id, token, checkout={"error": json.dumps(failure)}, step=step
-        )
-        self.telemetry.checkout_failing(checkout_id, failure, row.attempts if row else None)
+        await journal.record(checkout={"error": json.dumps(failure)}, step=step)
+        self.telemetry.checkout_failing(journal.checkout_id, failure, row.attempts if row else None)
 
     async def _attempt(
-        self, step: SagaStep, ctx: SagaContext, row: Step, token: int, policy: RetryPolicy
+        self,
+        journal: CheckoutJournal,
+        step: SagaStep,
+        ctx: SagaContext,
+        row: Step,
+        policy: RetryPolicy,
     ) -> None:
         """Call the step forward under ``policy``, journaling every attempt before and after it."""
-        checkout_id = uuid.UUID(ctx.checkout_id)
         async for attempt in policy.attempts():
             with attempt:
                 row.attempts += 1
@@ -194,18 +201,13 @@ class SagaRunner:
                 # Starting the first step that cannot be undone passes the pivot: from then on the
                 # checkout can no longer be cancelled. Checked against a pending cancel atomically.
                 pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else None
-                await self.journal.record(
-                    checkout_id,
-                    token,
-                    checkout=pivot,
-                    step=(step.name, values),
-                    unless_cancelled=True,
+                await journal.record(
+                    checkout=pivot, step=(step.name, values), unless_cancelled=True
                 )
-                result = await self._call(step, ctx, row, token, "call", step.execute)
+                result = await self._call(journal, step, ctx, row, "call", step.execute)
                 row.status, row.result = "succeeded", json.dumps(result[1])
-                await self.journal.record(
-                    checkout_id,
-                    token,
+                # Committed with the next step's start (or the checkout's end), before any call.
+                journal.later(
                     step=(
                         step.name,
                         {
@@ -215,16 +217,16 @@ class SagaRunner:
                             "error": None,
                             "finished_at": utcnow(),
                         },
-                    ),
+                    )
                 )
                 return
 
     async def _call(
         self,
+        journal: CheckoutJournal,
         step: SagaStep,
         ctx: SagaContext,
         row: Step,
-        token: int,
         phase: str,
         call: Callable[[SagaContext], Awaitable[T]],
     ) -> T:
@@ -241,44 +243,42 @@ class SagaRunner:
                 if phase == "call"
                 else {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
             )
-            await self.journal.record(
-                uuid.UUID(ctx.checkout_id),
-                token,
-                step=(step.name, {"error": json.dumps(error), "http_status": exc.http_status}),
+            await journal.record(
+                step=(step.name, {"error": json.dumps(error), "http_status": exc.http_status})
             )
             raise
         self.crash.reach(f"{step.name}:after_{phase}")
         return outcome
 
     async def _compensate(
-        self, ctx: SagaContext, order: list[str], rows: dict[str, Step], token: int
+        self,
+        journal: CheckoutJournal,
+        ctx: SagaContext,
+        order: list[str],
+        rows: dict[str, Step],
     ) -> None:
         """Undo completed steps, and steps that may have taken effect, in reverse order.
 
         Steps never reached become ``skipped``; steps refused for good stay ``failed``.
         """
-        checkout_id = uuid.UUID(ctx.checkout_id)
         for name in reversed(order):
             row, step = rows[name], self.steps[name]
             if row.status == "pending":
-                await self.journal.record(
-                    checkout_id, token, step=(name, {"status": "skipped", "finished_at": utcnow()})
-                )
+                await journal.record(step=(name, {"status": "skipped", "finished_at": utcnow()}))
             elif row.status == "succeeded":
-                await self._undo(step, ctx, row, token, json.loads(row.result or "{}"))
+                await self._undo(journal, step, ctx, row, json.loads(row.result or "{}"))
             elif row.status in ("running", "failed") and self._maybe_applied(row):
-                await self._undo(step, ctx, row, token, None)
+                await self._undo(journal, step, ctx, row, None)
 
     async def _undo(
         self,
+        journal: CheckoutJournal,
         step: SagaStep,
         ctx: SagaContext,
         row: Step,
-        token: int,
         result: dict[str, Any] | None,
     ) -> None:
         """Compensate one step (``result`` None: its outcome is unknown), retrying until accepted."""
-        checkout_id = uuid.UUID(ctx.checkout_id)
 
         async def compensate(context: SagaContext) -> Compensation:
             return await step.compensate(context, result)
@@ -286,13 +286,11 @@ class SagaRunner:
         try:
             async for attempt in self.policy.forever().attempts():
                 with attempt:
-                    done = await self._call(step, ctx, row, token, "compensate", compensate)
+                    done = await self._call(journal, step, ctx, row, "compensate", compensate)
         except StepRefusedError as exc:
             # A compensation the service refuses cannot succeed by retrying; record it for an operator.
-            self.telemetry.compensation_abandoned(checkout_id, step.name, exc)
-            await self.journal.record(
-                checkout_id,
-                token,
+            self.telemetry.compensation_abandoned(journal.checkout_id, step.name, exc)
+            await journal.record(
                 step=(
                     step.name,
                     {
@@ -313,7 +311,7 @@ class SagaRunner:
             # Its effect never landed, and the void means it never will: the step simply failed.
             row.status = "failed"
             values |= {"status": "failed", "finished_at": row.finished_at or utcnow()}
-        await self.journal.record(checkout_id, token, step=(step.name, values))
+        await journal.record(step=(step.name, values))
 
     @staticmethod
     def _maybe_applied(row: Step) -> bool:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import TaskGroup
 
+from orchestrator.models import Checkout, Step
 from orchestrator.saga.runner import SagaRunner
 from orchestrator.store import Journal, LeaseLostError
 from servicekit.logs import get_logger
@@ -42,13 +43,21 @@ class Supervisor:
         """How many checkouts this replica is driving now."""
         return len(self._in_flight)
 
-    def start(self, checkout_id: uuid.UUID, token: int) -> None:
-        """Drive a checkout this replica holds the lease of, in the background."""
+    def start(
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        loaded: tuple[Checkout, list[Step]] | None = None,
+    ) -> None:
+        """Drive a checkout this replica holds the lease of, in the background.
+
+        ``loaded``: the checkout and its steps as just recorded, when this replica created it.
+        """
         if self._group is None or checkout_id in self._in_flight:
             return
         self._in_flight[checkout_id] = token
         self._finished[checkout_id] = anyio.Event()
-        self._group.start_soon(self._drive, checkout_id, token)
+        self._group.start_soon(self._drive, checkout_id, token, loaded)
 
     async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> None:
         """Wait until the checkout's saga ends here, or ``timeout_s`` passes."""
@@ -57,9 +66,11 @@ class Supervisor:
             with anyio.move_on_after(timeout_s):
                 await finished.wait()
 
-    async def _drive(self, checkout_id: uuid.UUID, token: int) -> None:
+    async def _drive(
+        self, checkout_id: uuid.UUID, token: int, loaded: tuple[Checkout, list[Step]] | None
+    ) -> None:
         try:
-            await self.runner.drive(checkout_id, token)
+            await self.runner.drive(checkout_id, token, loaded)
         except LeaseLostError as exc:
             log.warning(
                 "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)

@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from orchestrator.migrations import HISTORY
 from orchestrator.models import Checkout, Step
-from orchestrator.store import Journal
+from orchestrator.store import CancelRequestedError, Journal, LeaseLostError
 from servicekit.db import create_async_db_engine
 from servicekit.migrations import upgrade
 
@@ -133,6 +133,54 @@ async def test_the_journal_writes_the_rows_the_orm_wrote(engine: AsyncEngine) ->
         through_orm = await session.get(Checkout, by_journal.id)
     assert through_orm is not None
     assert loaded[0].model_dump() == through_orm.model_dump()
+
+
+async def test_one_transaction_moves_several_steps_or_none(engine: AsyncEngine) -> None:
+    """Steps recorded together are committed together, a step given twice keeps its later values,
+    and a write refused by the fence (lease lost, or a cancel pending) writes none of them."""
+    journal = Journal(engine, owner="replica-a", lease_ttl_s=30)
+    checkout = new_checkout("c" * 64)
+    created, pending = await journal.create(checkout, STEPS)
+    assert [(s.name, s.position, s.status, s.attempts) for s in pending] == [
+        (name, position, "pending", 0) for position, name in enumerate(STEPS)
+    ]
+    loaded = await journal.load(checkout.id)
+    assert loaded is not None
+    assert loaded[0].model_dump() == created.model_dump()
+    assert sorted((s.model_dump() for s in loaded[1]), key=lambda s: s["position"]) == [
+        {**s.model_dump(), "id": loaded_step.id}
+        for s, loaded_step in zip(pending, sorted(loaded[1], key=lambda s: s.position), strict=True)
+    ]
+
+    succeeded = {"status": "succeeded", "result": '{"id": "r-1"}', "finished_at": AT}
+    await journal.record(
+        checkout.id,
+        1,
+        checkout={"status": "running"},
+        steps=[("warehouse", {"status": "running", "attempts": 1}), ("warehouse", succeeded)],
+        step=("rewards", {"status": "running", "attempts": 1, "started_at": AT}),
+    )
+    rows = {row["name"]: row for row in await raw_rows(engine, "step", checkout.id)}
+    assert (rows["warehouse"]["status"], rows["warehouse"]["attempts"]) == ("succeeded", 1)
+    assert rows["warehouse"]["result"] == '{"id": "r-1"}'
+    assert (rows["rewards"]["status"], rows["rewards"]["attempts"]) == ("running", 1)
+    assert rows["email"]["status"] == "pending"
+
+    assert await journal.request_cancel(checkout.id)
+    before = await raw_rows(engine, "step", checkout.id)
+    with pytest.raises(CancelRequestedError):
+        await journal.record(
+            checkout.id,
+            1,
+            checkout={"past_pivot": True},
+            steps=[("rewards", succeeded)],
+            step=("email", {"status": "running", "attempts": 1}),
+            unless_cancelled=True,
+        )
+    with pytest.raises(LeaseLostError):
+        await journal.record(checkout.id, 2, steps=[("rewards", succeeded)], step=("email", {}))
+    assert await raw_rows(engine, "step", checkout.id) == before
+    assert (await raw_rows(engine, "checkout", checkout.id))[0]["past_pivot"] in (False, 0)
 
 
 @pytest.fixture

@@ -275,3 +275,68 @@ async def test_a_terminal_checkout_driven_again_changes_nothing(
     await run.replay()
     checkout, _ = await run.load()
     assert checkout.status == ("failed" if refused else "completed")
+
+
+@pytest.mark.parametrize(("member", "created_here"), [(True, True), (False, True), (True, False)])
+async def test_every_call_finds_its_step_and_all_before_it_committed(
+    engine: AsyncEngine, member: bool, created_here: bool
+) -> None:
+    """A success is committed with the next step's start, never later than the next call.
+
+    At each call, a separate reader sees the step ``running`` and every step before it
+    ``succeeded`` or ``skipped``; a checkout that completes at once costs four fenced
+    transactions after its insert (a member's), whether it is driven from what its creator
+    recorded or read back from the journal.
+    """
+    services = FakeServices()
+    journal = Journal(engine, owner="here", lease_ttl_s=30)
+    checkout = new_checkout(member=member, order=ORDER, deadline_at=None)
+    recorded = await journal.create(checkout, ORDER)
+    reader = Journal(engine, owner="reader", lease_ttl_s=30)
+    seen: dict[str, dict[str, str]] = {}
+    steps = fake_steps(services)
+
+    def watched(name: str, execute: Any) -> Any:
+        async def execute_after_reading(ctx: Any) -> Any:
+            loaded = await reader.load(checkout.id)
+            assert loaded is not None
+            assert loaded[0].status == "running"
+            seen[name] = {row.name: row.status for row in loaded[1]}
+            return await execute(ctx)
+
+        return execute_after_reading
+
+    for name, step in steps.items():
+        step.execute = watched(name, step.execute)  # type: ignore[method-assign]
+    fenced = 0
+    record = journal.record
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal fenced
+        fenced += 1
+        await record(*args, **kwargs)
+
+    journal.record = counted  # type: ignore[method-assign]
+    runner = SagaRunner(journal, steps, POLICY)
+    await runner.drive(checkout.id, 1, recorded if created_here else None)
+
+    rewards = "succeeded" if member else "skipped"
+    assert seen["warehouse"] == {"warehouse": "running", "rewards": "pending", "email": "pending"}
+    if member:
+        assert seen["rewards"] == {
+            "warehouse": "succeeded",
+            "rewards": "running",
+            "email": "pending",
+        }
+    assert seen["email"] == {"warehouse": "succeeded", "rewards": rewards, "email": "running"}
+    assert "rewards" in seen or not member
+    loaded = await reader.load(checkout.id)
+    assert loaded is not None
+    assert loaded[0].status == "completed"
+    assert {row.name: row.status for row in loaded[1]} == {
+        "warehouse": "succeeded",
+        "rewards": rewards,
+        "email": "succeeded",
+    }
+    assert all(row.result for row in loaded[1] if row.status == "succeeded")
+    assert fenced == (4 if member else 3)
