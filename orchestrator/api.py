@@ -20,7 +20,7 @@ from orchestrator.errors import (
     CheckoutTerminalError,
     IdempotencyKeyInFlightError,
 )
-from orchestrator.models import Checkout
+from orchestrator.models import Checkout, new_checkout
 from orchestrator.saga.supervisor import Supervisor
 from orchestrator.schemas import (
     CHECKOUT_EXAMPLE,
@@ -78,7 +78,7 @@ def _new_checkout(
         int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
     )
     dumped = body.model_dump(mode="json")
-    return Checkout(
+    return new_checkout(
         customer_id=body.customer.id,
         customer=json.dumps(dumped["customer"]),
         items=json.dumps(dumped["items"]),
@@ -170,7 +170,8 @@ async def create_checkout(
     ] = None,
 ) -> Response:
     """Reserve stock, credit points and send the confirmation, in order; 201 when done, 202 if still running."""
-    digest = fingerprint(body.model_dump(mode="json"))
+    # Only a keyed request is ever compared with another one.
+    digest = fingerprint(body.model_dump(mode="json")) if idempotency_key else ""
     key_hash = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
     if key_hash:
         existing = await journal.find_by_key(key_hash)
