@@ -30,7 +30,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("orchestrator: read view (views.py)", ("orchestrator/views.py",)),
     ("orchestrator: saga runner", ("orchestrator/saga/",)),
-    ("orchestrator: clients.py", ("orchestrator/clients.py",)),
+    (
+        "orchestrator: clients.py, service_http.py",
+        ("orchestrator/clients.py", "orchestrator/service_http.py"),
+    ),
     ("orchestrator: api.py", ("orchestrator/api.py",)),
     (
         "services: warehouse, rewards, email",
@@ -47,6 +50,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("aiosqlite (thread hops)", ("aiosqlite/",)),
     ("sqlite3 driver", ("sqlite3/",)),
     ("psycopg", ("psycopg",)),
+    ("aiohttp / yarl / multidict", ("aiohttp/", "yarl/", "multidict/")),
     ("httpx", ("httpx/",)),
     ("httpcore", ("httpcore/",)),
     ("h11", ("h11/",)),
@@ -87,8 +91,17 @@ ACTIVITIES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     (
-        "service calls: httpx over aiohttp (clients.py)",
-        ("orchestrator/clients.py", "httpx/", "httpx_aiohttp/", "aiohttp/", "httpcore/", "h11/"),
+        "service calls: aiohttp (clients.py, service_http.py)",
+        (
+            "orchestrator/clients.py",
+            "orchestrator/service_http.py",
+            "aiohttp/",
+            "yarl/",
+            "multidict/",
+            "httpx/",
+            "httpcore/",
+            "h11/",
+        ),
     ),
     ("saga runner and retry (stamina)", ("orchestrator/saga/", "stamina/", "tenacity/")),
 ]

@@ -1,4 +1,4 @@
-"""Calls to the three services over one shared ``httpx.AsyncClient``, and what their failures mean.
+"""Calls to the three services over one shared HTTP client (``service_http``), and what their failures mean.
 
 Failure taxonomy (what the saga runner decides from):
 
@@ -24,13 +24,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from orchestrator.service_http import Answer, CallFailed, ServiceHTTP
 from orchestrator.settings import Settings
-from servicekit.auth import split_secrets
 
 
 class StepError(Exception):
@@ -124,9 +121,9 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def _problem(answer: Answer) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
@@ -135,8 +132,8 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 class ServiceClients:
     """The orchestrator's view of warehouse, rewards and email."""
 
-    def __init__(self, client: httpx.AsyncClient, settings: Settings) -> None:
-        self._client = client
+    def __init__(self, http: ServiceHTTP, settings: Settings) -> None:
+        self._http = http
         self.warehouse_url = settings.warehouse_url.rstrip("/")
         self.rewards_url = settings.rewards_url.rstrip("/")
         self.email_url = settings.email_url.rstrip("/")
@@ -150,39 +147,33 @@ class ServiceClients:
         key: str | None = None,
         params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        headers = {"Idempotency-Key": key} if key else {}
         try:
-            response = await self._client.request(
-                method, url, json=json, headers=headers, params=params
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left: nothing can have been applied.
-            raise StepTransientError(f"{type(exc).__name__} calling {url}") from exc
-        except httpx.TransportError as exc:
-            # Sent, but no answer: the service may have applied it.
-            raise StepTransientError(f"{type(exc).__name__} calling {url}", ambiguous=True) from exc
-        status = response.status_code
+            answer = await self._http.request(method, url, json=json, key=key, params=params)
+        except CallFailed as exc:
+            # Not sent: nothing can have been applied. Sent without an answer: it may have been.
+            raise StepTransientError(f"{exc.name} calling {url}", ambiguous=exc.sent) from exc
+        status = answer.status
         # A 409 with Retry-After is "busy with this very request" (a twin in flight), not a refusal.
-        busy = status == 409 and "Retry-After" in response.headers
+        busy = status == 409 and "Retry-After" in answer.headers
         # A 401 is a wrong SERVICE_TOKEN: a configuration error, not the checkout's fault. Retrying
         # (and parking) lets the checkout finish once an operator fixes the token.
         if status in (401, 408, 429) or status >= 500 or busy:
             raise StepTransientError(
                 f"{method} {url} answered {status}",
                 http_status=status,
-                problem=_problem(response),
+                problem=_problem(answer),
                 ambiguous=status >= 500 or busy,
-                retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
+                retry_after=_retry_after_seconds(answer.headers.get("Retry-After")),
             )
         if status >= 400:
-            problem = _problem(response)
+            problem = _problem(answer)
             raise StepRefusedError(
                 str(problem.get("detail") or f"{method} {url} answered {status}"),
                 http_status=status,
                 problem=problem,
             )
         try:
-            body = response.json()
+            body = answer.json()
         except ValueError as exc:
             raise StepTransientError(
                 f"{method} {url} answered {status} without JSON", http_status=status
@@ -246,44 +237,3 @@ class ServiceClients:
         )
         found = [m for m in answer.get("items") or [] if m.get("template") == template]
         return self._parse(EmailMessage, found[0], "email find") if found else None
-
-
-class ServiceTransport(AiohttpTransport):
-    """httpx's API on aiohttp's engine, keeping httpx's meaning of a connection lost mid-request.
-
-    httpx-aiohttp maps every ``aiohttp.ClientConnectionError`` to ``httpx.ConnectTimeout`` ("never
-    sent"), including the server closing the connection after the request went out. That one
-    must stay "maybe applied" (``RemoteProtocolError``, as httpcore raises it).
-    """
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            if isinstance(exc.__cause__, aiohttp.ServerDisconnectedError):
-                raise httpx.RemoteProtocolError(str(exc), request=request) from exc.__cause__
-            raise
-
-
-def build_http_client(
-    settings: Settings, transports: dict[str, httpx.AsyncBaseTransport] | None = None
-) -> httpx.AsyncClient:
-    """One client for all three services; tests mount in-process transports per service URL.
-
-    The transport is aiohttp's (see ``ServiceTransport``): profiling showed httpcore spending
-    0.6-2.3 ms of CPU per call under load, aiohttp 0.1-0.4 ms.
-    """
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
-    for name, transport in (transports or {}).items():
-        mounts[getattr(settings, f"{name}_url").rstrip("/")] = transport
-    timeout = httpx.Timeout(settings.step_timeout_s)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    tokens = split_secrets(settings.service_token)
-    # The first token is sent; the services may accept several while one is being rotated.
-    headers = {"Authorization": f"Bearer {tokens[0].get_secret_value()}"} if tokens else {}
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=ServiceTransport(limits=limits, trust_env=False),
-        mounts=mounts or None,
-        headers=headers,
-    )

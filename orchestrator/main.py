@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import TypedDict
 
 import anyio
@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
 from orchestrator.api import router
-from orchestrator.clients import ServiceClients, build_http_client
+from orchestrator.clients import ServiceClients
 from orchestrator.migrations import HISTORY
 from orchestrator.ratelimit import CheckoutRateLimit
 from orchestrator.saga.crashpoints import CrashPoints
@@ -25,6 +25,7 @@ from orchestrator.saga.runner import SagaRunner
 from orchestrator.saga.steps import build_steps
 from orchestrator.saga.supervisor import Supervisor
 from orchestrator.saga.telemetry import SagaTelemetry
+from orchestrator.service_http import build_service_http
 from orchestrator.settings import Settings
 from orchestrator.store import Journal
 from orchestrator.ui import router as ui_router
@@ -34,7 +35,6 @@ from servicekit.db import create_async_db_engine
 from servicekit.health import health_router
 from servicekit.migrations import upgrade
 from servicekit.observability import install_observability
-from servicekit.tracing import instrument_client
 
 log = logging.getLogger("orchestrator")
 
@@ -77,11 +77,11 @@ def create_app(
         journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
         journals.append(journal)
         try:
-            async with build_http_client(settings, transports) as client:
-                instrument_client(client, observability.tracer_provider)
+            http = build_service_http(settings, transports, observability.tracer_provider)
+            async with aclosing(http):
                 runner = SagaRunner(
                     journal,
-                    build_steps(ServiceClients(client, settings)),
+                    build_steps(ServiceClients(http, settings)),
                     retry_policy(settings),
                     CrashPoints(settings.crash_points),
                     resume_delay_s=settings.resume_delay_s,

@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     # Per client (API key, or address when open) on POST /checkouts; "" turns it off.
     rate_limit: str = "100/second"
     rate_limit_storage_url: str = "memory://"
-    # Per HTTP call (connect, write, read, pool); values below 2 s are raised to 2 s.
+    # Per HTTP call: connecting (with any wait for a pooled connection), then each wait for the
+    # answer's bytes; values below 2 s are raised to 2 s.
     step_timeout_s: float = 5.0
     checkout_sync_deadline_s: float = Field(default=30.0, ge=0)
     # Retries of transient failures (connect errors, timeouts, 5xx, 429).

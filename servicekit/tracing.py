@@ -10,8 +10,8 @@ the SDK reads the rest (endpoint, headers, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURC
 Each app gets its tracer provider passed explicitly instead of through OpenTelemetry's global
 one, which can be set only once per process: tests build many apps in one process, and inject a
 provider (an in-memory exporter) with ``use_tracer_provider``. The W3C ``traceparent`` goes out on
-the orchestrator's httpx calls (``instrument_client``) and the services' server spans continue it
-(``instrument_app``).
+the orchestrator's calls (aiohttp: ``client_trace_configs``; httpx, in tests: ``instrument_client``)
+and the services' server spans continue it (``instrument_app``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI
@@ -27,6 +27,9 @@ from httpx import AsyncClient
 from opentelemetry.trace import Span, TracerProvider
 
 from servicekit.requestid import REQUEST_ID_HEADER, current_request_id
+
+if TYPE_CHECKING:
+    from aiohttp import TraceConfig
 
 EXPORTERS = ("otlp", "console")
 # Probes and scrapes would drown the traces that matter.
@@ -151,3 +154,12 @@ def instrument_client(client: AsyncClient, provider: TracerProvider | None) -> N
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+
+
+def client_trace_configs(provider: TracerProvider | None) -> list[TraceConfig]:
+    """An ``aiohttp.ClientSession``'s client spans, each call sending ``traceparent``; none without ``provider``."""
+    if provider is None:
+        return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config(tracer_provider=provider)]

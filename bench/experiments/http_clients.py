@@ -10,7 +10,9 @@ decoded) from this process on uvloop, with each client:
 - ``httpx+aiohttp-transport``: the same ``httpx.AsyncClient`` API on ``httpx_aiohttp.AiohttpTransport``
   (the ``httpx-aiohttp`` package; skipped if it is not importable: ``pip install httpx-aiohttp``,
   or put it on ``PYTHONPATH``);
-- ``aiohttp``: ``aiohttp.ClientSession`` directly.
+- ``aiohttp``: ``aiohttp.ClientSession`` directly;
+- ``orchestrator``: the orchestrator's own ``service_http.AiohttpServiceHTTP`` (aiohttp, orjson),
+  as ``ServiceClients`` calls it.
 
 Reports this process's CPU per request (``time.process_time``) and requests per second; the
 stand-in's CPU is not counted. A checkout makes three such calls.
@@ -84,6 +86,19 @@ async def aiohttp_client(url: str) -> tuple[Post, Callable[[], Awaitable[None]]]
     return post, session.close
 
 
+async def orchestrator_client(url: str) -> tuple[Post, Callable[[], Awaitable[None]]]:
+    from orchestrator.service_http import AiohttpServiceHTTP
+    from orchestrator.settings import Settings
+
+    http = AiohttpServiceHTTP(Settings())
+
+    async def post(key: str) -> dict[str, Any]:
+        answer = await http.request("POST", url, json=BODY, key=key)
+        return answer.json()  # type: ignore[no-any-return]
+
+    return post, http.aclose
+
+
 async def measure(post: Post, n: int, concurrency: int) -> tuple[float, float]:
     for i in range(100):
         await post(f"warm-{i}-{uuid.uuid4()}")
@@ -106,6 +121,7 @@ async def main(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
         ("httpx", httpx_client),
         ("httpx+aiohttp-transport", httpx_aiohttp_client),
         ("aiohttp", aiohttp_client),
+        ("orchestrator", orchestrator_client),
     ]
     rows = []
     for rounds in range(args.rounds):
