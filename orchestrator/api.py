@@ -41,15 +41,17 @@ from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
 
 
-def get_journal(request: Request) -> Journal:
+# Dependencies are ``async def`` even with nothing to await: FastAPI runs a plain ``def`` one in a
+# worker thread, a hand-off and back per dependency per request.
+async def get_journal(request: Request) -> Journal:
     return request.state.journal  # type: ignore[no-any-return]
 
 
-def get_supervisor(request: Request) -> Supervisor:
+async def get_supervisor(request: Request) -> Supervisor:
     return request.state.supervisor  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.state.settings  # type: ignore[no-any-return]
 
 
