@@ -13,7 +13,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 OUTCOMES = (
     "succeeded",
@@ -62,3 +67,13 @@ class SagaMetrics:
         self.compensations = Counter(
             "step_compensations", "Steps undone by compensation.", ["step"], registry=registry
         )
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+    def child(self, family: M, *labels: str) -> M:
+        """``family.labels(*labels)``, kept: ``labels`` takes a lock and builds its key on every
+        call, several times per checkout. Bounded: steps, outcomes and statuses are fixed sets."""
+        key = (family, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = family.labels(*labels)
+        return found  # type: ignore[return-value]

@@ -104,7 +104,7 @@ class SagaTelemetry:
                 )
             if calls.last_transient:
                 if self.metrics is not None:
-                    self.metrics.retries.labels(step=step).inc()
+                    self.metrics.child(self.metrics.retries, step).inc()
                 log.info("step retrying", **fields, phase=phase, outcome="retrying")
             else:
                 event = "step attempt started" if phase == CALL else "compensation started"
@@ -137,9 +137,9 @@ class SagaTelemetry:
         outcome = _OUTCOMES.get((phase, result), "error")
         step = fields["step"]
         if self.metrics is not None:
-            self.metrics.step_duration.labels(step=step, outcome=outcome).observe(duration)
+            self.metrics.child(self.metrics.step_duration, step, outcome).observe(duration)
             if outcome == "compensated":
-                self.metrics.compensations.labels(step=step).inc()
+                self.metrics.child(self.metrics.compensations, step).inc()
         if span is not None:
             span.set_attribute("checkout.outcome", outcome)
             if exc is not None:
@@ -162,7 +162,7 @@ class SagaTelemetry:
     def checkout_finished(self, checkout_id: uuid.UUID, status: str) -> None:
         """The checkout reached a final status: ``completed`` or ``failed`` (compensated)."""
         if self.metrics is not None:
-            self.metrics.checkouts.labels(status=status).inc()
+            self.metrics.child(self.metrics.checkouts, status).inc()
         trace.get_current_span().set_attribute("checkout.status", status)
         log.info(f"checkout {status}", checkout_id=str(checkout_id), outcome=status)
 
