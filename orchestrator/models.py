@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlalchemy.orm import configure_mappers, registry
 from sqlmodel import Field, SQLModel
@@ -95,18 +98,27 @@ def new_checkout(**values: Any) -> Checkout:
     on the hot path, for values the API has just validated and computed. This builds the row the
     way the ORM's loader builds rows it reads (``new_instance``, then its ``__dict__``).
     """
-    unknown = set(values) - set(Checkout.model_fields)
+    unknown = values.keys() - _CHECKOUT_DEFAULTS.keys()
     if unknown:
         raise TypeError(f"Checkout has no field {', '.join(sorted(unknown))}")
-    configure_mappers()  # a no-op once done; a new_instance of an unconfigured mapper fails
+    _configure_mappers_once()  # a new_instance of an unconfigured mapper fails
     checkout: Checkout = Checkout._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    for name, field in Checkout.model_fields.items():
+    fields = checkout.__dict__
+    for name, (default, factory) in _CHECKOUT_DEFAULTS.items():
         if name in values:
-            checkout.__dict__[name] = values[name]
-        elif field.default_factory is not None:
-            checkout.__dict__[name] = field.default_factory()  # type: ignore[call-arg]
-        elif field.is_required():
+            fields[name] = values[name]
+        elif factory is not None:
+            fields[name] = factory()
+        elif default is PydanticUndefined:
             raise TypeError(f"Checkout needs {name}")
         else:
-            checkout.__dict__[name] = field.default
+            fields[name] = default
     return checkout
+
+
+_configure_mappers_once = functools.cache(configure_mappers)
+# name -> (default, default factory), in the model's field order
+_CHECKOUT_DEFAULTS: dict[str, tuple[Any, Callable[[], Any] | None]] = {
+    name: (field.default, field.default_factory)  # type: ignore[misc]
+    for name, field in Checkout.model_fields.items()
+}
