@@ -65,7 +65,9 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def configure_sqlite_connection(connection: Any) -> None:
+def configure_sqlite_connection(
+    connection: Any, *, busy_timeout_s: float = _SQLITE_BUSY_TIMEOUT_S
+) -> None:
     """WAL, NORMAL sync, foreign keys and a busy timeout; transactions left to the caller.
 
     ``connection`` is a pysqlite connection (or SQLAlchemy's aiosqlite adapter of one). With
@@ -74,27 +76,34 @@ def configure_sqlite_connection(connection: Any) -> None:
     """
     connection.isolation_level = None
     cursor = connection.cursor()
+    # First, so that the pragmas below wait for a lock no longer than the caller wants.
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_S * 1000}")
     cursor.close()
 
 
-def connect_sqlite(url: str) -> sqlite3.Connection:
+def connect_sqlite(
+    url: str, *, busy_timeout_s: float = _SQLITE_BUSY_TIMEOUT_S, check_same_thread: bool = True
+) -> sqlite3.Connection:
     """A plain pysqlite connection to ``url``'s file, tuned as the engines' connections are.
 
     For code that runs its own SQL on one connection in one thread (the connection belongs to
-    the thread that opens it). Only a file path: an in-memory database would be another one
-    for each connection, and URI filenames are not needed by the suite.
+    the thread that opens it, unless ``check_same_thread`` is False). Only a file path: an
+    in-memory database would be another one for each connection, and URI filenames are not
+    needed by the suite. ``busy_timeout_s``: how long a statement waits for a lock (0: it fails
+    with BUSY at once, opening included).
     """
     parsed = make_url(url)
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:") or parsed.query:
         raise UnsupportedDatabaseError(f"a plain SQLite file path is needed here, not {url!r}")
     _prepare_sqlite_file(url)
-    connection = sqlite3.connect(database, timeout=_SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
-    configure_sqlite_connection(connection)
+    connection = sqlite3.connect(
+        database, timeout=busy_timeout_s, isolation_level=None, check_same_thread=check_same_thread
+    )
+    configure_sqlite_connection(connection, busy_timeout_s=busy_timeout_s)
     return connection
 
 

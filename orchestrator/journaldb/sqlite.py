@@ -1,15 +1,24 @@
-"""The journal on SQLite: one pysqlite connection owned by one thread, one hop per transaction.
+"""The journal on SQLite: plain pysqlite, each transaction one function run whole.
 
-Each transaction is one function run whole in the journal's thread (``BEGIN IMMEDIATE`` …
-``COMMIT``), so the event loop hands it over once and is woken once, and the writes of this
-process queue in memory instead of in SQLite's busy handler; between processes ``BEGIN
-IMMEDIATE`` still serialises them, and waiting for another process's lock blocks only this
-thread. Measured (``bench/experiments/journal_cost.py``) against the ORM session on aiosqlite:
-~0.1 ms of CPU per transaction instead of ~1.5-2 ms (about 11 thread hand-offs each).
+Where a transaction runs: on the event loop itself, on a connection of its own whose busy
+timeout is zero, when the database is free, which is nearly always: with WAL and
+``synchronous=NORMAL`` a journal transaction takes tens of microseconds, less than handing it to
+another thread and being woken with its result. When another connection holds the write lock
+(another process, or this journal's own thread), SQLite answers BUSY at once, the attempt is
+rolled back, and the transaction runs again in the journal's thread, which owns a second
+connection and may wait there for the lock (``BEGIN IMMEDIATE`` serialises writers, across
+processes too) without blocking the loop. Once a transaction holds the write lock a WAL database
+does not wait again before its commit, so the loop never waits on a lock. Measured
+(``bench/experiments/journal_cost.py``) against the ORM session on aiosqlite: ~0.1 ms of CPU per
+transaction in the thread instead of ~1.5-2 ms (about 11 thread hand-offs each).
 
-A caller that is cancelled stops waiting; its transaction still runs to its end if it had
-started (as a commit in flight would), or is skipped if it had not, so the thread never stays
-behind on a task that is gone.
+The loop's connection does not checkpoint the WAL into the database file by itself (copying
+pages and syncing the file would stall the loop): every ``CHECKPOINT_EVERY`` of its commits, the
+thread makes one (``_checkpoint``), during which the loop's transactions queue in the thread.
+
+A caller that is cancelled stops waiting; a transaction in the thread still runs to its end if it
+had started (as a commit in flight would), or is skipped if it had not, so the thread never stays
+behind on a task that is gone. A transaction on the loop cannot be interrupted.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ from servicekit.db import connect_sqlite, utc_text
 # How long ``close`` waits for the transactions already queued (a lock held by another process
 # can make one wait up to the busy timeout); after that the thread finishes them on its own.
 CLOSE_TIMEOUT_S = 5.0
+# A journal transaction writes a few pages; SQLite's own automatic checkpoint is at 1000.
+CHECKPOINT_EVERY = 100
+_SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended codes
 
 Work = Callable[[sqlite3.Connection], Any]
 _Job = tuple[Work | None, "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"]
@@ -71,6 +83,23 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
 
 
+def _wrapped(error: sqlite3.Error) -> Exception:
+    """A pysqlite error as SQLAlchemy would raise it (callers catch ``IntegrityError``)."""
+    return DBAPIError.instance(None, None, error, sqlite3.Error)
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    """Copy the WAL into the database file and have the next commit start the WAL over.
+
+    RESTART, not PASSIVE: a passive checkpoint runs alongside the loop's commits, and under a
+    steady load it never finds the whole WAL copied, which is what lets a writer start it over;
+    the WAL then grows without end. RESTART holds the write lock while it copies (the loop's
+    transactions meanwhile find the database busy and queue here, behind it) and waits for
+    readers to leave the WAL.
+    """
+    connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+
+
 def _write_transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:
     connection.execute("BEGIN IMMEDIATE")
     try:
@@ -98,19 +127,72 @@ class SqliteJournalDB(JournalDB):
         self.url = url
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # The event loop's own connection, and the thread it belongs to (see ``_on_loop``).
+        self._loop_connection: sqlite3.Connection | None = None
+        self._loop_thread: int | None = None
+        self._loop_commits = 0
 
-    # --- the thread ---------------------------------------------------------------------------
+    # --- where a transaction runs -------------------------------------------------------------
 
     async def _run(self, work: Work) -> Any:
         if self.closed:
             raise RuntimeError("the journal's database is closed")
+        done, result = self._on_loop(work)
+        if done:
+            self._loop_commits += 1
+            if self._loop_commits % CHECKPOINT_EVERY == 0:
+                self._submit(_checkpoint, None, None)
+            return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._submit(work, future, loop)
+        return await future
+
+    def _on_loop(self, work: Work) -> tuple[bool, Any]:
+        """Run ``work`` here and now, unless the database is busy: (done, its result).
+
+        BUSY comes before anything is written (at ``BEGIN IMMEDIATE``) or in a plain read; the
+        attempt is rolled back either way, so running ``work`` again elsewhere is a fresh try.
+        """
+        connection = self._loop_connection
+        if connection is None or self._loop_thread != threading.get_ident():
+            if connection is not None:
+                return False, None  # another thread's event loop: its connection is not ours
+            try:
+                connection = self._open_loop_connection()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != _SQLITE_BUSY:
+                    raise _wrapped(exc) from exc
+                return False, None
+        try:
+            return True, work(connection)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != _SQLITE_BUSY:
+                raise _wrapped(exc) from exc
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            return False, None
+        except sqlite3.Error as exc:
+            raise _wrapped(exc) from exc
+
+    def _open_loop_connection(self) -> sqlite3.Connection:
+        # Closable from any thread (``close_soon``), used only from this one (``_on_loop``).
+        connection = connect_sqlite(self.url, busy_timeout_s=0, check_same_thread=False)
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``_checkpoint``
+        self._loop_connection, self._loop_thread = connection, threading.get_ident()
+        return connection
+
+    def _submit(
+        self,
+        work: Work,
+        future: asyncio.Future[Any] | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        """Queue ``work`` for the journal's thread (``future`` None: nobody waits for it)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="journal-sqlite", daemon=True)
             self._thread.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
         self._jobs.put((work, future, loop))
-        return await future
 
     def _serve(self) -> None:
         connection: sqlite3.Connection | None = None
@@ -122,9 +204,7 @@ class SqliteJournalDB(JournalDB):
                 if future is not None and loop is not None:
                     self._reply(loop, future, None, None)
                 return
-            assert future is not None
-            assert loop is not None
-            if future.cancelled():  # its caller stopped waiting before it started
+            if future is not None and future.cancelled():  # its caller stopped waiting
                 continue
             result: Any = None
             error: BaseException | None = None
@@ -133,10 +213,11 @@ class SqliteJournalDB(JournalDB):
                     connection = connect_sqlite(self.url)
                 result = work(connection)
             except sqlite3.Error as exc:
-                error = DBAPIError.instance(None, None, exc, sqlite3.Error)
+                error = _wrapped(exc)
             except BaseException as exc:
                 error = exc
-            self._reply(loop, future, result, error)
+            if future is not None and loop is not None:
+                self._reply(loop, future, result, error)
 
     @staticmethod
     def _reply(
@@ -154,6 +235,7 @@ class SqliteJournalDB(JournalDB):
         if self.closed:
             return
         self.closed = True
+        self._close_loop_connection()
         if self._thread is None:
             return
         loop = asyncio.get_running_loop()
@@ -164,8 +246,15 @@ class SqliteJournalDB(JournalDB):
     def close_soon(self) -> None:
         if not self.closed:
             self.closed = True
+            self._close_loop_connection()
             if self._thread is not None:
                 self._jobs.put((None, None, None))
+
+    def _close_loop_connection(self) -> None:
+        # Nothing runs on it now: its transactions never span an await.
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
 
     # --- transactions -------------------------------------------------------------------------
 

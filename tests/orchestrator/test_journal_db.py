@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from orchestrator.journaldb.sqlite import CHECKPOINT_EVERY
 from orchestrator.migrations import HISTORY
 from orchestrator.models import Checkout, Step
 from orchestrator.store import CancelRequestedError, Journal, LeaseLostError
@@ -258,16 +259,56 @@ async def test_cancelled_callers_leave_the_journal_usable_and_closable(
 
 
 async def test_disposing_the_engine_closes_the_journal_thread(sqlite_journal_path: Path) -> None:
-    """``engine.dispose()`` (as tests and the app do) also ends the journal's SQLite thread."""
+    """``engine.dispose()`` (as tests and the app do) also ends the journal's SQLite thread and
+    closes the event loop's connection."""
     engine = create_async_db_engine(f"sqlite:///{sqlite_journal_path}")
     journal = Journal(engine, owner="replica-a", lease_ttl_s=30)
-    await journal.due_unfinished(1)
+    checkout = new_checkout("e" * 64)
+    await journal.create(checkout, STEPS)
+    holder = sqlite3.connect(sqlite_journal_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # so the next write is handed to the thread
+    async with anyio.create_task_group() as group:
+        group.start_soon(partial(journal.record, checkout.id, 1, checkout={"status": "running"}))
+        await anyio.sleep(0.05)
+        holder.execute("COMMIT")
+    holder.close()
     database = journal.db
     thread = database._thread  # type: ignore[attr-defined]
+    assert thread is not None
+    assert database._loop_connection is not None  # type: ignore[attr-defined]
     await engine.dispose()
     assert database.closed
+    assert database._loop_connection is None  # type: ignore[attr-defined]
     thread.join(timeout=1)
     assert not thread.is_alive()
+
+
+async def test_transactions_run_on_the_event_loop_while_the_database_is_free(
+    sqlite_journal_path: Path,
+) -> None:
+    """No thread hand-off while nothing else writes; the loop's commits are checkpointed by the
+    thread every CHECKPOINT_EVERY, so the WAL does not grow with the number of transactions."""
+    engine = create_async_db_engine(f"sqlite:///{sqlite_journal_path}")
+    journal = Journal(engine, owner="replica-a", lease_ttl_s=30)
+    checkout = new_checkout("f" * 64)
+    await journal.create(checkout, STEPS)
+    for attempt in range(1, CHECKPOINT_EVERY // 2):
+        await journal.record(checkout.id, 1, step=("warehouse", {"attempts": attempt}))
+    loaded = await journal.load(checkout.id)
+    assert loaded is not None
+    assert {s.name: s.attempts for s in loaded[1]}["warehouse"] == CHECKPOINT_EVERY // 2 - 1
+    assert journal.db._thread is None  # type: ignore[attr-defined]
+
+    wal = sqlite_journal_path.with_name(sqlite_journal_path.name + "-wal")
+    for attempt in range(CHECKPOINT_EVERY // 2, 10 * CHECKPOINT_EVERY):
+        await journal.record(checkout.id, 1, step=("warehouse", {"attempts": attempt}))
+        if attempt % CHECKPOINT_EVERY == 1:
+            await anyio.sleep(0.05)  # the thread's checkpoint, queued at the 100th, has run
+    assert journal.db._thread is not None  # type: ignore[attr-defined]
+    # Without checkpoints ~1000 commits would leave a WAL of several thousand pages.
+    pages = wal.stat().st_size // 4096
+    assert pages < 4 * CHECKPOINT_EVERY, pages
+    await engine.dispose()
 
 
 @pytest.mark.parametrize(
