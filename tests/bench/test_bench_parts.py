@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench.load import percentile
 from bench.profile_summary import summarize
-from bench.report import BEGIN, END, write
+from bench.report import BEGIN, END, target_checks, write
 from bench.services_cost import HOT, SERVICE_OF
 from bench.services_load import SCENARIOS
 from bench.standins import StandIns
@@ -66,3 +67,39 @@ def test_every_service_scenario_names_its_service() -> None:
     assert set(SCENARIOS) == set(SERVICE_OF)
     assert set(HOT) <= set(SCENARIOS)
     assert {SERVICE_OF[name] for name in HOT} == {"warehouse", "rewards", "email"}
+
+
+def _row(target: str, kind: str, concurrency: int, cpu: float, throughput: float) -> dict[str, Any]:
+    return {
+        "target": target,
+        "kind": kind,
+        "group": "stand-ins",
+        "database": "SQLite" if kind == "durable" else None,
+        "ok": True,
+        "concurrency": concurrency,
+        "cpu_ms": {"target": cpu},
+        "throughput": throughput,
+        "p50_ms": 10.0 if kind == "durable" else 4.0,
+    }
+
+
+def test_cpu_targets_are_also_judged_as_ratios_to_the_baseline() -> None:
+    """1.6 ms against the issue's 1.3 ms baseline is ≤ 1.23× the baseline of the same run."""
+    results = [
+        _row("baseline-aiohttp", "baseline", 1, 2.0, 200),
+        _row("baseline-aiohttp", "baseline", 32, 1.5, 600),
+        _row("orchestrator-sqlite", "durable", 1, 2.4, 100),
+        _row("orchestrator-sqlite", "durable", 32, 2.0, 450),
+    ]
+    checks = {
+        what: (measured, goal, verdict) for what, measured, goal, verdict in target_checks(results)
+    }
+    assert checks["orchestrator-sqlite CPU/checkout at C=1 vs fastest baseline"] == (
+        "1.20×",
+        "≤ 1.23× (1.6 ms against its 1.3 ms)",
+        "met",
+    )
+    measured, _, verdict = checks["orchestrator-sqlite CPU/checkout at C=32 vs fastest baseline"]
+    assert (measured, verdict) == ("1.33×", "NOT met")
+    assert checks["orchestrator-sqlite CPU/checkout at C=1"][2].startswith("NOT met")
+    assert checks["orchestrator-sqlite throughput at C=32 vs fastest baseline"][2] == "met"
