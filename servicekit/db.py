@@ -32,7 +32,7 @@ from sqlmodel import Session
 if TYPE_CHECKING:
     from servicekit.migrations import MigrationHistory
 
-_SQLITE_BUSY_TIMEOUT_S = 30
+SQLITE_BUSY_TIMEOUT_S = 30
 
 
 class UnsupportedDatabaseError(ValueError):
@@ -66,7 +66,7 @@ def _prepare_sqlite_file(url: str) -> None:
 
 
 def configure_sqlite_connection(
-    connection: Any, *, busy_timeout_s: float = _SQLITE_BUSY_TIMEOUT_S
+    connection: Any, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
 ) -> None:
     """WAL, NORMAL sync, foreign keys and a busy timeout; transactions left to the caller.
 
@@ -85,7 +85,7 @@ def configure_sqlite_connection(
 
 
 def connect_sqlite(
-    url: str, *, busy_timeout_s: float = _SQLITE_BUSY_TIMEOUT_S, check_same_thread: bool = True
+    url: str, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S, check_same_thread: bool = True
 ) -> sqlite3.Connection:
     """A plain pysqlite connection to ``url``'s file, tuned as the engines' connections are.
 
@@ -131,7 +131,7 @@ def create_sync_engine(url: str, **kwargs: Any) -> Engine:
         _prepare_sqlite_file(url)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
             **kwargs,
         )
         _tune_sqlite(engine)
@@ -144,9 +144,7 @@ def create_async_db_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = normalize_url(url, asynchronous=True)
     if is_sqlite(url):
         _prepare_sqlite_file(url)
-        engine = create_async_engine(
-            url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S}, **kwargs
-        )
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, **kwargs)
         _tune_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)

@@ -34,7 +34,7 @@ import anyio
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from servicekit.db import utc_text
+from servicekit.db import SQLITE_BUSY_TIMEOUT_S, utc_text
 
 T = TypeVar("T")
 Params = Mapping[str, Any]
@@ -43,6 +43,8 @@ _NAMED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?<![:\w]):(\w+)""")
 _SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended codes
 # A hot-path transaction writes up to about ten pages; SQLite's own checkpoint is at 1000.
 _CHECKPOINT_EVERY = 100
+# How long a checkpoint waits for readers (and the lock), while the loop's writes queue behind it.
+_CHECKPOINT_WAIT_S = 0.25
 
 
 class SQL:
@@ -271,13 +273,18 @@ class Transactions:
         the WAL grew without end (16 concurrent writers: 3,000 pages after 5,000 commits).
         RESTART holds the write lock while it copies (the loop's transactions meanwhile find
         the database busy and wait their turn in a worker thread) and waits for readers to
-        leave the WAL.
+        leave the WAL, but only ``_CHECKPOINT_WAIT_S``: past that it does what a passive one
+        would, and the next checkpoint tries again.
         """
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(RESTART)")
-            cursor.close()
+            cursor.execute(f"PRAGMA busy_timeout = {int(_CHECKPOINT_WAIT_S * 1000)}")
+            try:
+                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+                cursor.close()
         finally:
             connection.close()
 

@@ -44,13 +44,15 @@ from orchestrator.journaldb.base import (
     Row,
     T,
 )
-from servicekit.db import connect_sqlite, utc_text
+from servicekit.db import SQLITE_BUSY_TIMEOUT_S, connect_sqlite, utc_text
 
 # How long ``close`` waits for the transactions already queued (a lock held by another process
 # can make one wait up to the busy timeout); after that the thread finishes them on its own.
 CLOSE_TIMEOUT_S = 5.0
 # A journal transaction writes a few pages; SQLite's own automatic checkpoint is at 1000.
 CHECKPOINT_EVERY = 100
+# How long a checkpoint waits for readers (and the lock), while the journal's writes queue behind it.
+CHECKPOINT_WAIT_S = 0.25
 _SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended codes
 
 Work = Callable[[sqlite3.Connection], Any]
@@ -95,9 +97,14 @@ def _checkpoint(connection: sqlite3.Connection) -> None:
     steady load it never finds the whole WAL copied, which is what lets a writer start it over;
     the WAL then grows without end. RESTART holds the write lock while it copies (the loop's
     transactions meanwhile find the database busy and queue here, behind it) and waits for
-    readers to leave the WAL.
+    readers to leave the WAL, but only ``CHECKPOINT_WAIT_S``: past that it does what a passive
+    one would, and the next checkpoint tries again.
     """
-    connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+    connection.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
+    try:
+        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+    finally:
+        connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
 
 def _write_transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from orchestrator.journaldb.sqlite import CHECKPOINT_EVERY
+from orchestrator.journaldb.sqlite import CHECKPOINT_EVERY, CHECKPOINT_WAIT_S
 from orchestrator.migrations import HISTORY
 from orchestrator.models import Checkout, Step
 from orchestrator.store import CancelRequestedError, Journal, LeaseLostError
@@ -309,6 +309,29 @@ async def test_transactions_run_on_the_event_loop_while_the_database_is_free(
     pages = wal.stat().st_size // 4096
     assert pages < 4 * CHECKPOINT_EVERY, pages
     await engine.dispose()
+
+
+async def test_a_long_reader_delays_the_journal_only_briefly(sqlite_journal_path: Path) -> None:
+    """A checkpoint waits for a reader still holding an old snapshot (a dashboard query, an
+    operator's sqlite3 shell) at most CHECKPOINT_WAIT_S, not the 30 s busy timeout: the journal's
+    writes queued behind it go on."""
+    engine = create_async_db_engine(f"sqlite:///{sqlite_journal_path}")
+    journal = Journal(engine, owner="replica-a", lease_ttl_s=30)
+    checkout = new_checkout("a1" * 32)
+    await journal.create(checkout, STEPS)
+    reader = sqlite3.connect(sqlite_journal_path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM checkout").fetchall()  # holds its snapshot
+    try:
+        started = time.monotonic()
+        with anyio.fail_after(10):
+            for attempt in range(1, 3 * CHECKPOINT_EVERY):
+                await journal.record(checkout.id, 1, step=("warehouse", {"attempts": attempt}))
+        assert time.monotonic() - started < 5 * CHECKPOINT_WAIT_S + 2
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+        await engine.dispose()
 
 
 @pytest.mark.parametrize(
