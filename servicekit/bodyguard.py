@@ -46,30 +46,39 @@ class BodyGuardMiddleware:
         if scope["type"] != "http" or scope["method"] not in _METHODS_WITH_BODY:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        declared = headers.get("content-length", "")
+        # ASGI header names are lowercase; only these two matter here.
+        declared = content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"content-type":
+                content_type = value
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._refuse(send, 413, f"The body is larger than {self.max_body_bytes} bytes.")
             return
-        body = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
             more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
+            if size > self.max_body_bytes:
                 await self._refuse(
                     send, 413, f"The body is larger than {self.max_body_bytes} bytes."
                 )
                 return
-        if body and not _is_json(headers.get("content-type", "")):
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if body and not _is_json(content_type.decode("latin-1")):
             await self._refuse(
                 send, 415, "The body must be JSON, sent with Content-Type: application/json."
             )
             return
-        if body and not _is_text(bytes(body)):
+        if body and not _is_text(body):
             # FastAPI would answer an undocumented 400; it is malformed JSON like any other: 422.
             await self._refuse(
                 send,
@@ -86,7 +95,7 @@ class BodyGuardMiddleware:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
 
