@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bench.experiments import hot_path
 from bench.load import percentile
 from bench.profile_summary import summarize
 from bench.report import BEGIN, END, target_checks, write
@@ -103,3 +107,11 @@ def test_cpu_targets_are_also_judged_as_ratios_to_the_baseline() -> None:
     assert (measured, verdict) == ("1.33×", "NOT met")
     assert checks["orchestrator-sqlite CPU/checkout at C=1"][2].startswith("NOT met")
     assert checks["orchestrator-sqlite throughput at C=32 vs fastest baseline"][2] == "met"
+
+
+def test_the_hot_path_experiment_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.experiments.hot_path`` (tiny N): every comparison prints a figure."""
+    asyncio.run(hot_path.main(5))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8
+    assert all(line.endswith(" µs") for line in lines)
