@@ -122,7 +122,7 @@ def _write_transaction(connection: sqlite3.Connection, work: Callable[[], T]) ->
 
 
 class SqliteJournalDB(JournalDB):
-    """The journal's transactions on one SQLite file, in one dedicated thread."""
+    """The journal's transactions on one SQLite file: on the event loop, or in its thread."""
 
     decoders: ClassVar[dict[str, Decode]] = {
         "uuid": uuid.UUID,
