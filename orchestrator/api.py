@@ -20,7 +20,7 @@ from orchestrator.errors import (
     CheckoutTerminalError,
     IdempotencyKeyInFlightError,
 )
-from orchestrator.models import Checkout, new_checkout
+from orchestrator.models import Checkout, new_row
 from orchestrator.saga.supervisor import Supervisor
 from orchestrator.schemas import (
     CHECKOUT_EXAMPLE,
@@ -80,7 +80,8 @@ def _new_checkout(
         int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
     )
     dumped = body.model_dump(mode="json")
-    return new_checkout(
+    return new_row(
+        Checkout,
         customer_id=body.customer.id,
         customer=json.dumps(dumped["customer"]),
         items=json.dumps(dumped["items"]),
@@ -96,7 +97,7 @@ def _new_checkout(
 
 async def _answer_repeat(
     existing: Checkout, digest: str, journal: Journal, settings: Settings
-) -> JSONResponse:
+) -> Response:
     """Answer a request whose Idempotency-Key was seen before."""
     if existing.request_fingerprint != digest:
         raise IdempotencyKeyReusedError(
@@ -119,10 +120,11 @@ async def _answer_repeat(
         existing = refreshed
     assert existing.response_status is not None
     assert existing.response_body is not None
-    return JSONResponse(
-        json.loads(existing.response_body),
+    return Response(
+        existing.response_body,
         status_code=existing.response_status,
         headers={"Location": f"/checkouts/{existing.id}", REPLAYED_HEADER: "true"},
+        media_type="application/json",
     )
 
 

@@ -5,7 +5,7 @@
 CPU of this process (``time.process_time``) per operation, microseconds, for:
 
 - the checkout row ``POST /checkouts`` records: ``Checkout(**values)`` (SQLModel validates every
-  field) against ``models.new_checkout`` (the row built as the ORM's loader builds rows);
+  field) against ``models.new_row`` (the row built as the ORM's loader builds rows);
 - one step attempt that succeeds at once under the retry policy: stamina's loop entered for it
   against ``RetryPolicy.attempts`` (the first attempt outside the loop);
 - the answer's view of a completed checkout: ``views.to_public`` with the customer validated again
@@ -35,7 +35,7 @@ import stamina
 from bench import emit
 from orchestrator import api, views
 from orchestrator.migrations import HISTORY
-from orchestrator.models import Checkout, Step, new_checkout, utcnow
+from orchestrator.models import Checkout, Step, new_row, utcnow
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate, Customer
 from orchestrator.settings import Settings
@@ -89,7 +89,7 @@ async def policy_first_success(policy: RetryPolicy) -> None:
 def completed_view(validate_customer: bool) -> Callable[[], Any]:
     """The answer's view of a completed checkout; ``validate_customer``: plus the validation of
     the recorded customer that the view's schema used to make (``Customer``, with its email)."""
-    checkout = new_checkout(**row_values())
+    checkout = new_row(Checkout, **row_values())
     checkout.status = "completed"
     steps = []
     for position, name in enumerate(("warehouse", "rewards", "email")):
@@ -112,7 +112,7 @@ async def journal_writes(n: int) -> dict[str, float]:
         engine = create_async_db_engine(url)
         try:
             journal = Journal(engine, owner="bench", lease_ttl_s=30)
-            checkout = new_checkout(**row_values())
+            checkout = new_row(Checkout, **row_values())
             await journal.create(checkout, ["warehouse", "rewards", "email"])
             attempts = iter(range(1, 10 * n))
 
@@ -137,7 +137,7 @@ async def main(n: int) -> None:
         f"checkout row, Checkout(**values)        {per_op_us(n, lambda: Checkout(**values)):8.1f} µs"
     )
     emit(
-        f"checkout row, new_checkout(**values)    {per_op_us(n, lambda: new_checkout(**values)):8.1f} µs"
+        f"checkout row, new_row(Checkout, ...)    {per_op_us(n, lambda: new_row(Checkout, **values)):8.1f} µs"
     )
     policy = RetryPolicy(5, 60, 0.2, 10, 0.2)
     stamina_us = await per_op_async_us(n, stamina_first_success)

@@ -20,7 +20,7 @@ from sqlalchemy import Boolean, Table, Uuid
 from sqlalchemy.exc import CompileError
 from sqlalchemy.orm import configure_mappers
 
-from orchestrator.models import Checkout, Step
+from orchestrator.models import Checkout, Step, new_row
 from servicekit.db import UTCDateTime
 
 T = TypeVar("T")
@@ -157,23 +157,21 @@ class JournalDB(ABC):
             Step, STEP_COLUMNS, [self.decoders.get(k) for k in _kinds(STEP_TABLE)]
         )
         self._uuid_of = self.decoders.get("uuid") or (lambda value: value)
-        self._step_as_is = _builder(Step, STEP_COLUMNS, [None] * len(STEP_COLUMNS))
 
-    def pending_steps(self, checkout_id: uuid.UUID, steps: Sequence[tuple[str, int]]) -> list[Step]:
+    @staticmethod
+    def pending_steps(checkout_id: uuid.UUID, steps: Sequence[tuple[str, int]]) -> list[Step]:
         """The rows ``insert`` writes for ``steps`` (name, position), as ``loaded`` would read them."""
-        blank = dict.fromkeys(STEP_COLUMNS)
-        rows = [
-            blank
-            | {
-                "checkout_id": checkout_id,
-                "name": name,
-                "position": position,
-                "status": "pending",
-                "attempts": 0,
-            }
+        return [
+            new_row(
+                Step,
+                checkout_id=checkout_id,
+                name=name,
+                position=position,
+                status="pending",
+                attempts=0,
+            )
             for name, position in steps
         ]
-        return [self._step_as_is(tuple(row.values()), 0) for row in rows]
 
     def loaded(self, rows: list[Row]) -> tuple[Checkout, list[Step]] | None:
         """The checkout and steps of ``LOAD``'s rows."""
