@@ -65,6 +65,40 @@ def _prepare_sqlite_file(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
+_SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and of its extended codes
+# How long a checkpoint waits for readers (and the write lock) before it settles for less.
+CHECKPOINT_WAIT_S = 0.25
+
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """Whether a pysqlite error is SQLITE_BUSY (another connection holds the lock it needed)."""
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY
+
+
+def restart_checkpoint(connection: Any) -> None:
+    """Copy a WAL database's log into its file and have the next commit start the log over.
+
+    For code whose connections do not checkpoint by themselves (``wal_autocheckpoint = 0`` on a
+    connection the event loop uses: copying pages and syncing the file would stall the loop).
+    RESTART, not PASSIVE: a passive checkpoint runs alongside other connections' commits and,
+    under a steady load, never finds the whole log copied, which is what lets a writer start it
+    over, so the log grew without end (8 concurrent writers: 10.5 MB after 1,200 small
+    transactions). RESTART holds the write lock while it copies (writers meanwhile find the
+    database busy) and waits for readers to leave the log, but only ``CHECKPOINT_WAIT_S``: past
+    that it does what a passive one would, and the next checkpoint tries again. ``connection``:
+    a pysqlite connection, or a pool's proxy of one; its busy timeout is restored after.
+    """
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
 def configure_sqlite_connection(
     connection: Any, *, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
 ) -> None:

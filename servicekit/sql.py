@@ -34,17 +34,14 @@ import anyio
 from sqlalchemy import Engine
 from starlette.requests import Request
 
-from servicekit.db import SQLITE_BUSY_TIMEOUT_S, utc_text
+from servicekit.db import is_sqlite_busy, restart_checkpoint, utc_text
 
 T = TypeVar("T")
 Params = Mapping[str, Any]
 # A quoted literal or identifier (left as it is), or a ``:name`` parameter (not a ``::`` cast).
 _NAMED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?<![:\w]):(\w+)""")
-_SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended codes
 # A hot-path transaction writes up to about ten pages; SQLite's own checkpoint is at 1000.
 _CHECKPOINT_EVERY = 100
-# How long a checkpoint waits for readers (and the lock), while the loop's writes queue behind it.
-_CHECKPOINT_WAIT_S = 0.25
 
 
 class SQL:
@@ -255,7 +252,7 @@ class Transactions:
         try:
             return True, work(transaction)
         except self._dbapi_error as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+            if not is_sqlite_busy(exc):
                 raise
             return False, None
         finally:
@@ -263,28 +260,16 @@ class Transactions:
             transaction.cursor.close()
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database file and have the next commit start the WAL over.
+        """A RESTART checkpoint (``servicekit.db.restart_checkpoint``) on a pooled connection.
 
-        SQLite does this itself when a commit leaves the WAL over 1000 pages; the event loop's
-        connection does not (``wal_autocheckpoint = 0``), so every ``_CHECKPOINT_EVERY`` of its
-        transactions one is made here, on a pooled connection in a worker thread. RESTART, not
-        PASSIVE: a passive checkpoint runs alongside the loop's commits and, under a steady
-        load, never finds the whole WAL copied, which is what lets a writer start it over, so
-        the WAL grew without end (16 concurrent writers: 3,000 pages after 5,000 commits).
-        RESTART holds the write lock while it copies (the loop's transactions meanwhile find
-        the database busy and wait their turn in a worker thread) and waits for readers to
-        leave the WAL, but only ``_CHECKPOINT_WAIT_S``: past that it does what a passive one
-        would, and the next checkpoint tries again.
+        SQLite checkpoints by itself when a commit leaves the WAL over 1000 pages; the event
+        loop's connection does not (``wal_autocheckpoint = 0``), so every ``_CHECKPOINT_EVERY``
+        of its transactions one is made here, in a worker thread; the loop's transactions
+        meanwhile find the database busy and wait their turn in a worker thread.
         """
         connection = self.engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {int(_CHECKPOINT_WAIT_S * 1000)}")
-            try:
-                cursor.execute("PRAGMA wal_checkpoint(RESTART)")
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-                cursor.close()
+            restart_checkpoint(connection)
         finally:
             connection.close()
 

@@ -14,7 +14,8 @@ transaction in the thread instead of ~1.5-2 ms (about 11 thread hand-offs each).
 
 The loop's connection does not checkpoint the WAL into the database file by itself (copying
 pages and syncing the file would stall the loop): every ``CHECKPOINT_EVERY`` of its commits, the
-thread makes one (``_checkpoint``), during which the loop's transactions queue in the thread.
+thread makes one (``servicekit.db.restart_checkpoint``), during which the loop's transactions
+queue in the thread.
 
 A caller that is cancelled stops waiting; a transaction in the thread still runs to its end if it
 had started (as a commit in flight would), or is skipped if it had not, so the thread never stays
@@ -44,7 +45,7 @@ from orchestrator.journaldb.base import (
     Row,
     T,
 )
-from servicekit.db import SQLITE_BUSY_TIMEOUT_S, connect_sqlite, utc_text
+from servicekit.db import connect_sqlite, is_sqlite_busy, restart_checkpoint, utc_text
 
 # How long ``close`` waits for the transactions already queued (a lock held by another process
 # can make one wait up to the busy timeout); after that the thread finishes them on its own.
@@ -52,9 +53,6 @@ CLOSE_TIMEOUT_S = 5.0
 # A journal transaction writes about three pages: about as often as SQLite would checkpoint on
 # its own (at 1000 pages), as the journal did when all its transactions ran in its thread.
 CHECKPOINT_EVERY = 300
-# How long a checkpoint waits for readers (and the lock), while the journal's writes queue behind it.
-CHECKPOINT_WAIT_S = 0.25
-_SQLITE_BUSY = 5  # the primary result code of SQLITE_BUSY and its extended codes
 
 Work = Callable[[sqlite3.Connection], Any]
 _Job = tuple[Work | None, "asyncio.Future[Any] | None", "asyncio.AbstractEventLoop | None"]
@@ -89,23 +87,6 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 def _wrapped(error: sqlite3.Error) -> Exception:
     """A pysqlite error as SQLAlchemy would raise it (callers catch ``IntegrityError``)."""
     return DBAPIError.instance(None, None, error, sqlite3.Error)
-
-
-def _checkpoint(connection: sqlite3.Connection) -> None:
-    """Copy the WAL into the database file and have the next commit start the WAL over.
-
-    RESTART, not PASSIVE: a passive checkpoint runs alongside the loop's commits, and under a
-    steady load it never finds the whole WAL copied, which is what lets a writer start it over;
-    the WAL then grows without end. RESTART holds the write lock while it copies (the loop's
-    transactions meanwhile find the database busy and queue here, behind it) and waits for
-    readers to leave the WAL, but only ``CHECKPOINT_WAIT_S``: past that it does what a passive
-    one would, and the next checkpoint tries again.
-    """
-    connection.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_WAIT_S * 1000)}")
-    try:
-        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-    finally:
-        connection.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
 
 
 def _write_transaction(connection: sqlite3.Connection, work: Callable[[], T]) -> T:
@@ -149,7 +130,7 @@ class SqliteJournalDB(JournalDB):
         if done:
             self._loop_commits += 1
             if self._loop_commits % CHECKPOINT_EVERY == 0:
-                self._submit(_checkpoint, None, None)
+                self._submit(restart_checkpoint, None, None)
             return result
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -169,13 +150,13 @@ class SqliteJournalDB(JournalDB):
             try:
                 connection = self._open_loop_connection()
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != _SQLITE_BUSY:
+                if not is_sqlite_busy(exc):
                     raise _wrapped(exc) from exc
                 return False, None
         try:
             return True, work(connection)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != _SQLITE_BUSY:
+            if not is_sqlite_busy(exc):
                 raise _wrapped(exc) from exc
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
@@ -186,7 +167,7 @@ class SqliteJournalDB(JournalDB):
     def _open_loop_connection(self) -> sqlite3.Connection:
         # Closable from any thread (``close_soon``), used only from this one (``_on_loop``).
         connection = connect_sqlite(self.url, busy_timeout_s=0, check_same_thread=False)
-        connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``_checkpoint``
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``restart_checkpoint``
         self._loop_connection, self._loop_thread = connection, threading.get_ident()
         return connection
 

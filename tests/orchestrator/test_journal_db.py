@@ -21,11 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
-from orchestrator.journaldb.sqlite import CHECKPOINT_EVERY, CHECKPOINT_WAIT_S
+from orchestrator.journaldb.sqlite import CHECKPOINT_EVERY
 from orchestrator.migrations import HISTORY
 from orchestrator.models import Checkout, Step
 from orchestrator.store import CancelRequestedError, Journal, LeaseLostError
-from servicekit.db import create_async_db_engine
+from servicekit.db import CHECKPOINT_WAIT_S, create_async_db_engine
 from servicekit.migrations import upgrade
 
 pytestmark = pytest.mark.anyio
