@@ -153,6 +153,7 @@ class Transactions:
         self._limiter: anyio.CapacityLimiter | None = None
         self._loop_connection: Any = None  # SQLite: the event loop's own, see ``_on_loop``
         self._runs_on_loop = 0
+        self._checkpointing = False
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -194,15 +195,25 @@ class Transactions:
         the event loop when the database is free, else in a worker thread, one at a time.
         """
         if not self.postgres:
-            done, result = self._on_loop(work)
-            if done:
-                self._runs_on_loop += 1
-                if self._runs_on_loop % _CHECKPOINT_EVERY == 0:
-                    await anyio.to_thread.run_sync(self._checkpoint)
-                return result  # type: ignore[return-value]
             if self._limiter is None:
                 self._limiter = anyio.CapacityLimiter(1)
+            # While a checkpoint runs, transactions wait behind it in the worker-thread queue:
+            # one committing on the loop meanwhile would keep it from starting the WAL over.
+            if not self._checkpointing:
+                done, result = self._on_loop(work)
+                if done:
+                    self._runs_on_loop += 1
+                    if self._runs_on_loop % _CHECKPOINT_EVERY == 0:
+                        await self._checkpoint_in_turn()
+                    return result  # type: ignore[return-value]
         return await anyio.to_thread.run_sync(self.call, work, limiter=self._limiter)
+
+    async def _checkpoint_in_turn(self) -> None:
+        self._checkpointing = True
+        try:
+            await anyio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
+        finally:
+            self._checkpointing = False
 
     async def run_in_turn(self, *works: Callable[[Transaction], T]) -> list[T]:
         """``run`` each of ``works`` in turn, each its own transaction function.

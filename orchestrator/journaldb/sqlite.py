@@ -120,18 +120,23 @@ class SqliteJournalDB(JournalDB):
         self._loop_connection: sqlite3.Connection | None = None
         self._loop_thread: int | None = None
         self._loop_commits = 0
+        self._checkpointing = False
 
     # --- where a transaction runs -------------------------------------------------------------
 
     async def _run(self, work: Work) -> Any:
         if self.closed:
             raise RuntimeError("the journal's database is closed")
-        done, result = self._on_loop(work)
-        if done:
-            self._loop_commits += 1
-            if self._loop_commits % CHECKPOINT_EVERY == 0:
-                self._submit(restart_checkpoint, None, None)
-            return result
+        # While a checkpoint is queued or running, transactions queue behind it in the thread:
+        # one committing on the loop meanwhile would keep it from starting the WAL over.
+        if not self._checkpointing:
+            done, result = self._on_loop(work)
+            if done:
+                self._loop_commits += 1
+                if self._loop_commits % CHECKPOINT_EVERY == 0:
+                    self._checkpointing = True
+                    self._submit(self._checkpoint, None, None)
+                return result
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._submit(work, future, loop)
@@ -170,6 +175,12 @@ class SqliteJournalDB(JournalDB):
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``restart_checkpoint``
         self._loop_connection, self._loop_thread = connection, threading.get_ident()
         return connection
+
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+        try:
+            restart_checkpoint(connection)
+        finally:
+            self._checkpointing = False
 
     def _submit(
         self,
