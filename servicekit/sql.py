@@ -153,7 +153,7 @@ class Transactions:
         self._limiter: anyio.CapacityLimiter | None = None
         self._loop_connection: Any = None  # SQLite: the event loop's own, see ``_on_loop``
         self._runs_on_loop = 0
-        self._checkpointing = False
+        self._checkpoint_ended: anyio.Event | None = None  # set while a checkpoint runs
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -197,23 +197,27 @@ class Transactions:
         if not self.postgres:
             if self._limiter is None:
                 self._limiter = anyio.CapacityLimiter(1)
-            # While a checkpoint runs, transactions wait behind it in the worker-thread queue:
-            # one committing on the loop meanwhile would keep it from starting the WAL over.
-            if not self._checkpointing:
-                done, result = self._on_loop(work)
-                if done:
-                    self._runs_on_loop += 1
-                    if self._runs_on_loop % _CHECKPOINT_EVERY == 0:
-                        await self._checkpoint_in_turn()
-                    return result  # type: ignore[return-value]
+            # While a checkpoint runs, transactions wait for it to end, then run on the loop:
+            # one committing meanwhile would keep it from starting the WAL over. Not handed to
+            # the worker thread instead: under load the loop holds the GIL, the thread drains
+            # slowly, and every transaction that finds it holding the write lock joins its queue.
+            if self._checkpoint_ended is not None:
+                await self._checkpoint_ended.wait()
+            done, result = self._on_loop(work)
+            if done:
+                self._runs_on_loop += 1
+                if self._runs_on_loop % _CHECKPOINT_EVERY == 0:
+                    await self._checkpoint_in_turn()
+                return result  # type: ignore[return-value]
         return await anyio.to_thread.run_sync(self.call, work, limiter=self._limiter)
 
     async def _checkpoint_in_turn(self) -> None:
-        self._checkpointing = True
+        ended = self._checkpoint_ended = anyio.Event()
         try:
             await anyio.to_thread.run_sync(self._checkpoint, limiter=self._limiter)
         finally:
-            self._checkpointing = False
+            self._checkpoint_ended = None
+            ended.set()
 
     async def run_in_turn(self, *works: Callable[[Transaction], T]) -> list[T]:
         """``run`` each of ``works`` in turn, each its own transaction function.
@@ -276,7 +280,7 @@ class Transactions:
         SQLite checkpoints by itself when a commit leaves the WAL over 1000 pages; the event
         loop's connection does not (``wal_autocheckpoint = 0``), so every ``_CHECKPOINT_EVERY``
         of its transactions one is made here, in a worker thread; the loop's transactions
-        meanwhile find the database busy and wait their turn in a worker thread.
+        meanwhile wait for it to end (``run``).
         """
         connection = self.engine.raw_connection()
         try:
