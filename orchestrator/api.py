@@ -161,9 +161,7 @@ async def create_checkout(
             openapi_examples={"member": {"summary": "A rewards member", "value": CHECKOUT_EXAMPLE}}
         ),
     ],
-    journal: JournalDep,
-    supervisor: SupervisorDep,
-    settings: SettingsDep,
+    request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
     prefer: Annotated[
         str | None,
@@ -174,6 +172,12 @@ async def create_checkout(
     ] = None,
 ) -> Response:
     """Reserve stock, credit points and send the confirmation, in order; 201 when done, 202 if still running."""
+    # Read from the app's state here rather than through three more dependencies: FastAPI's
+    # dependency resolution costs ~10 µs each on the busiest route.
+    state = request.state
+    journal: Journal = state.journal
+    supervisor: Supervisor = state.supervisor
+    settings: Settings = state.settings
     # Only a keyed request is ever compared with another one.
     digest = fingerprint(body.model_dump(mode="json")) if idempotency_key else ""
     key_hash = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
@@ -193,11 +197,17 @@ async def create_checkout(
 
     supervisor.start(checkout.id, checkout.lease_token, recorded)
     headers = {"Location": f"/checkouts/{checkout.id}"}
+    ended_here = False
     if _wants_async(prefer):
         headers["Preference-Applied"] = "respond-async"
     else:
-        await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
-    public = await views.read_checkout(journal, checkout.id)
+        ended_here = await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
+    # A saga that ended here left ``recorded`` as its journal holds it: no need to read it back.
+    public = (
+        views.to_public(*recorded)
+        if ended_here
+        else await views.read_checkout(journal, checkout.id)
+    )
     assert public is not None
     # Asked for respond-async, the answer is 202 even if the saga happened to finish already.
     status = 201 if public.status in TERMINAL_STATUSES and not _wants_async(prefer) else 202

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -161,13 +161,15 @@ class Journal:
         step: tuple[str, dict[str, Any]] | None = None,
         steps: Sequence[tuple[str, dict[str, Any]]] = (),
         unless_cancelled: bool = False,
+        mirror: tuple[Checkout, Mapping[str, Step]] | None = None,
     ) -> None:
         """Commit transitions of a checkout and/or its steps in one transaction, renewing the lease.
 
         ``steps`` (then ``step``) are applied in order; values given twice for a step merge, the
         later winning. Raises ``LeaseLostError`` (writing nothing) when this replica no longer
         holds the lease, and ``CancelRequestedError`` when ``unless_cancelled`` and an operator
-        asked to cancel.
+        asked to cancel. ``mirror``: in-memory rows of this checkout (and its steps by name) that
+        get every committed value too, so they stay what ``load`` would read back.
         """
         now = time.time()
         values: dict[str, Any] = {
@@ -192,6 +194,13 @@ class Journal:
         written, lease = await self.db.fenced(fence, step_statements, checkout_id)
         if not written:
             self._refusal(checkout_id, token, unless_cancelled, lease)
+        if mirror is not None:
+            # Straight into the rows' ``__dict__``, as ``new_row`` and the ORM's loader fill
+            # them: these rows are never flushed, so the ORM need not track the change.
+            checkout_row, step_rows = mirror
+            checkout_row.__dict__.update(values)
+            for name, step_values in by_step.items():
+                step_rows[name].__dict__.update(step_values)
 
     def _refusal(
         self,

@@ -42,19 +42,27 @@ def split_secrets(value: SecretStr | None) -> list[SecretStr]:
     return [SecretStr(part.strip()) for part in value.get_secret_value().split(",") if part.strip()]
 
 
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _matches_digest(given: bytes, expected: Sequence[bytes]) -> bool:
+    found = False
+    for digest in expected:
+        found |= hmac.compare_digest(given, digest)
+    return found
+
+
 def matches(presented: str, accepted: Sequence[SecretStr]) -> bool:
     """Whether ``presented`` is one of ``accepted``, in time independent of which (or whether)."""
-    given = hashlib.sha256(presented.encode()).digest()
-    found = False
-    for secret in accepted:
-        expected = hashlib.sha256(secret.get_secret_value().encode()).digest()
-        found |= hmac.compare_digest(given, expected)
-    return found
+    return _matches_digest(
+        _digest(presented), [_digest(secret.get_secret_value()) for secret in accepted]
+    )
 
 
 def key_id(token: str) -> str:
     """A short, non-reversible name for a token, safe for logs and rate-limit buckets."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
+    return _digest(token).hex()[:12]
 
 
 def bearer_guard(
@@ -65,6 +73,8 @@ def bearer_guard(
     It also declares the security scheme, so ``/docs`` shows an "Authorize" button.
     """
     scheme = HTTPBearer(auto_error=False, scheme_name=scheme_name, description=description)
+    # Hashed once, not on every request.
+    expected = [_digest(secret.get_secret_value()) for secret in accepted]
 
     async def require_token(
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(scheme)
@@ -73,9 +83,10 @@ def bearer_guard(
             return None
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise UnauthorizedError("Send Authorization: Bearer <token>.")
-        if not matches(credentials.credentials, accepted):
+        given = _digest(credentials.credentials)
+        if not _matches_digest(given, expected):
             raise UnauthorizedError("The bearer token is not valid.")
-        request.state.key_id = key_id(credentials.credentials)
+        request.state.key_id = given.hex()[:12]  # key_id(credentials.credentials)
         return request.state.key_id  # type: ignore[no-any-return]
 
     return require_token

@@ -12,6 +12,10 @@ journal, is repeated with the same Idempotency-Key, as after a crash just before
 A checkout that succeeds at once is thus four transactions after its insert instead of eight:
 running + first step running, each step's success + the next step running, the last success +
 completed.
+
+Each committed value is also set on the runner's in-memory rows (``mirror``): once a drive ends,
+they are the checkout as the journal holds it, and the request that placed it answers from them
+instead of reading it back.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from orchestrator.models import Checkout, Step
 from orchestrator.store import Journal
 
 StepValues = tuple[str, dict[str, Any]]
@@ -33,6 +38,11 @@ class CheckoutJournal:
         self.token = token
         self._checkout: dict[str, Any] = {}
         self._steps: list[StepValues] = []
+        self._mirror: tuple[Checkout, dict[str, Step]] | None = None
+
+    def mirror(self, checkout: Checkout, steps: dict[str, Step]) -> None:
+        """Keep these rows of the checkout (steps by name) equal to what is committed."""
+        self._mirror = (checkout, steps)
 
     def later(
         self, *, checkout: dict[str, Any] | None = None, step: StepValues | None = None
@@ -60,6 +70,7 @@ class CheckoutJournal:
             checkout=(self._checkout | (checkout or {})) or None,
             steps=[*self._steps, *((step,) if step is not None else ())],
             unless_cancelled=unless_cancelled,
+            mirror=self._mirror,
         )
         self._checkout, self._steps = {}, []
 

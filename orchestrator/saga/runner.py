@@ -99,6 +99,7 @@ class SagaRunner:
             return
         ctx = context_of(checkout)
         by_name = {row.name: row for row in rows}
+        journal.mirror(checkout, by_name)
         order = [row.name for row in sorted(rows, key=lambda r: r.position)]
         if checkout.status == "pending":
             journal.later(checkout={"status": "running"})

@@ -23,6 +23,16 @@ log = get_logger("orchestrator.supervisor")
 RECOVERY_BATCH = 50
 
 
+class _Drive:
+    """One drive of a checkout here: whether it has ended, and whether without an error."""
+
+    __slots__ = ("clean", "ended")
+
+    def __init__(self) -> None:
+        self.ended = anyio.Event()
+        self.clean = False
+
+
 class Supervisor:
     """Runs sagas for one replica."""
 
@@ -35,7 +45,7 @@ class Supervisor:
         self.grace_s = grace_s
         self._group: TaskGroup | None = None
         self._in_flight: dict[uuid.UUID, int] = {}
-        self._finished: dict[uuid.UUID, anyio.Event] = {}
+        self._finished: dict[uuid.UUID, _Drive] = {}
         self.accepting = False
 
     @property
@@ -56,21 +66,30 @@ class Supervisor:
         if self._group is None or checkout_id in self._in_flight:
             return
         self._in_flight[checkout_id] = token
-        self._finished[checkout_id] = anyio.Event()
+        self._finished[checkout_id] = _Drive()
         self._group.start_soon(self._drive, checkout_id, token, loaded)
 
-    async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> None:
-        """Wait until the checkout's saga ends here, or ``timeout_s`` passes."""
-        finished = self._finished.get(checkout_id)
-        if finished is not None:
-            with anyio.move_on_after(timeout_s):
-                await finished.wait()
+    async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> bool:
+        """Wait until the checkout's saga ends here, or ``timeout_s`` passes.
+
+        True when it ended within the time without an error: then the rows given to ``start``
+        as ``loaded`` are what its journal holds (the runner keeps them so), ready to answer from.
+        """
+        drive = self._finished.get(checkout_id)
+        if drive is None:
+            return False
+        with anyio.move_on_after(timeout_s):
+            await drive.ended.wait()
+        return drive.clean
 
     async def _drive(
         self, checkout_id: uuid.UUID, token: int, loaded: tuple[Checkout, list[Step]] | None
     ) -> None:
+        drive = self._finished.get(checkout_id)
         try:
             await self.runner.drive(checkout_id, token, loaded)
+            if drive is not None:
+                drive.clean = True
         except LeaseLostError as exc:
             log.warning(
                 "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)
@@ -80,9 +99,9 @@ class Supervisor:
             log.exception("saga interrupted", checkout_id=str(checkout_id), outcome="error")
         finally:
             self._in_flight.pop(checkout_id, None)
-            finished = self._finished.pop(checkout_id, None)
-            if finished is not None:
-                finished.set()
+            self._finished.pop(checkout_id, None)
+            if drive is not None:
+                drive.ended.set()
 
     async def recover_once(self) -> int:
         """Claim unfinished checkouts whose lease expired and drive them; returns how many."""

@@ -125,3 +125,36 @@ async def test_bad_list_parameters_are_422(
 
     assert response.status_code == 422
     assert ["query", field] in [e["loc"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("faults_of", "settings", "status"),
+    [
+        pytest.param([], {}, "completed", id="completed"),
+        pytest.param([("warehouse", "POST", "/reservations", 503)], {}, "completed", id="retried"),
+        pytest.param(
+            [("rewards", "POST", "/accounts/*/transactions", 422)], {}, "failed", id="failed"
+        ),
+        pytest.param(
+            [("warehouse", "POST", "/reservations", 503)],
+            {"step_max_attempts": 1, "resume_delay_s": 600},
+            "running",
+            id="parked",
+        ),
+    ],
+)
+async def test_the_answer_to_a_placed_checkout_is_what_reading_it_gives(
+    database_url: Any, faults_of: list[tuple[str, str, str, int]], settings: Any, status: str
+) -> None:
+    """The POST's answer, built from the runner's rows rather than read back, equals a GET of it."""
+    async with faulty_suite(database_url, **settings) as (suite, faults):
+        for service, method, path, fault_status in faults_of:
+            faults[service].add(method, path, "status", status=fault_status)
+        placed = await suite.orchestrator.post("/checkouts", json=checkout_body())
+        read = await suite.orchestrator.get(placed.headers["location"])
+
+    answered = placed.json()
+    assert answered["status"] == status
+    assert placed.status_code == (202 if status == "running" else 201)
+    assert answered == read.json()
+    assert all(step["status"] != "pending" or status == "running" for step in answered["steps"])
