@@ -1,5 +1,9 @@
 """The saga runner: drives one checkout from its last recorded step to a terminal state.
 
+The runner never changes a step's or the checkout's row itself: it hands transitions to the
+journal (``journaling.CheckoutJournal``), which sets each value on the rows once it is committed,
+so what the runner decides from is always what a restart would read back.
+
 Every transition is committed to the journal before the next call is made: a step is marked
 ``running`` (attempt counted) before its call and ``succeeded``/``failed`` after it (a success
 is committed with the next step's start, in one transaction: see ``journaling``). Whatever
@@ -132,7 +136,6 @@ class SagaRunner:
             step = self.steps[name]
             if not step.applies(ctx):
                 journal.later(step=(name, {"status": "skipped", "finished_at": utcnow()}))
-                row.status = "skipped"
                 continue
             retriable = step.kind is StepKind.RETRIABLE
             try:
@@ -171,12 +174,11 @@ class SagaRunner:
         """Record why the checkout fails (and the failing step's state) in one transition."""
         step = None
         if row is not None and exc is not None:
-            row.status, row.error = "failed", json.dumps(exc.as_json())
             step = (
                 row.name,
                 {
                     "status": "failed",
-                    "error": row.error,
+                    "error": json.dumps(exc.as_json()),
                     "http_status": exc.http_status,
                     "finished_at": utcnow(),
                 },
@@ -195,10 +197,9 @@ class SagaRunner:
         """Call the step forward under ``policy``, journaling every attempt before and after it."""
         async for attempt in policy.attempts():
             with attempt:
-                row.attempts += 1
-                values: dict[str, Any] = {"status": "running", "attempts": row.attempts}
+                values: dict[str, Any] = {"status": "running", "attempts": row.attempts + 1}
                 if row.started_at is None:
-                    row.started_at = values["started_at"] = utcnow()
+                    values["started_at"] = utcnow()
                 # Starting the first step that cannot be undone passes the pivot: from then on the
                 # checkout can no longer be cancelled. Checked against a pending cancel atomically.
                 pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else None
@@ -206,14 +207,13 @@ class SagaRunner:
                     checkout=pivot, step=(step.name, values), unless_cancelled=True
                 )
                 result = await self._call(journal, step, ctx, row, "call", step.execute)
-                row.status, row.result = "succeeded", json.dumps(result[1])
                 # Committed with the next step's start (or the checkout's end), before any call.
                 journal.later(
                     step=(
                         step.name,
                         {
                             "status": "succeeded",
-                            "result": row.result,
+                            "result": json.dumps(result[1]),
                             "http_status": result[0],
                             "error": None,
                             "finished_at": utcnow(),
@@ -302,15 +302,15 @@ class SagaRunner:
                 ),
             )
             return
-        row.result = json.dumps(done.summary)
         # The step's forward error (if any) stays: it says why this step had to be undone.
-        values: dict[str, Any] = {"result": row.result, "http_status": done.http_status}
+        values: dict[str, Any] = {
+            "result": json.dumps(done.summary),
+            "http_status": done.http_status,
+        }
         if done.undid:
-            row.status = "compensated"
             values |= {"status": "compensated", "compensated_at": utcnow()}
         else:
             # Its effect never landed, and the void means it never will: the step simply failed.
-            row.status = "failed"
             values |= {"status": "failed", "finished_at": row.finished_at or utcnow()}
         await journal.record(step=(step.name, values))
 

@@ -9,10 +9,11 @@ events. Every log event names ``checkout_id`` and ``outcome``, and the step even
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,10 @@ from orchestrator.saga.metrics import SagaMetrics
 from servicekit.logs import get_logger
 
 log = get_logger("orchestrator.saga")
+# Routine events (a step started or succeeded) are checked against the level before their event
+# is built: six per checkout, ~2.5 µs each even when the level drops them.
+_levels = logging.getLogger("orchestrator.saga")
+_NO_SPAN: nullcontext[None] = nullcontext()
 
 CALL, COMPENSATE = "call", "compensate"
 # (phase, result) -> outcome label; see orchestrator.saga.metrics.OUTCOMES
@@ -87,26 +92,26 @@ class SagaTelemetry:
         if phase == COMPENSATE:
             attempt = calls.count
         fields: dict[str, Any] = {"checkout_id": checkout_id, "step": step, "attempt": attempt}
-        with ExitStack() as stack:
-            span: Span | None = None
-            if self._tracer is not None:
-                span = stack.enter_context(
-                    self._tracer.start_as_current_span(
-                        f"{'step' if phase == CALL else 'compensate'} {step}",
-                        attributes={
-                            "checkout.id": checkout_id,
-                            "checkout.step": step,
-                            "checkout.attempt": attempt,
-                        },
-                        record_exception=False,
-                        set_status_on_exception=False,
-                    )
-                )
+        spanning = (
+            _NO_SPAN
+            if self._tracer is None
+            else self._tracer.start_as_current_span(
+                f"{'step' if phase == CALL else 'compensate'} {step}",
+                attributes={
+                    "checkout.id": checkout_id,
+                    "checkout.step": step,
+                    "checkout.attempt": attempt,
+                },
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        )
+        with spanning as span:
             if calls.last_transient:
                 if self.metrics is not None:
                     self.metrics.child(self.metrics.retries, step).inc()
                 log.info("step retrying", **fields, phase=phase, outcome="retrying")
-            else:
+            elif _levels.isEnabledFor(logging.INFO):
                 event = "step attempt started" if phase == CALL else "compensation started"
                 log.info(event, **fields, outcome="started")
             started = time.perf_counter()
@@ -151,8 +156,9 @@ class SagaTelemetry:
         elif exc is not None:
             details["detail"] = f"{type(exc).__name__}: {exc}"
         if exc is None:
-            event = "step attempt succeeded" if phase == CALL else "step compensated"
-            log.info(event, **fields, outcome=outcome, **details)
+            if _levels.isEnabledFor(logging.INFO):
+                event = "step attempt succeeded" if phase == CALL else "step compensated"
+                log.info(event, **fields, outcome=outcome, **details)
         elif outcome in ("transient", "refused", "compensation_transient"):
             event = "step attempt failed" if phase == CALL else "compensation failed"
             log.warning(event, **fields, outcome=outcome, **details)
