@@ -1,12 +1,16 @@
 """Owns the running sagas of one replica: starts them, lets requests wait on them, resumes the
 unfinished checkouts of dead replicas, and shuts down gracefully.
 
-Sagas run in a task group the app's lifespan owns (not in a request), so a client that hangs up
-does not cancel its checkout, and under ``ASGITransport`` a 202 is answered before the saga ends.
+Sagas run in tasks of their own that the app's lifespan owns (not in a request), so a client that
+hangs up does not cancel its checkout, and under ``ASGITransport`` a 202 is answered before the
+saga ends. They are plain asyncio tasks rather than anyio task-group children: starting one costs
+~5 µs instead of ~20, and waiting for one a future instead of a cancel scope, on every checkout;
+``running`` cancels and awaits the ones left at shutdown, as a task group would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,8 +32,8 @@ class _Drive:
 
     __slots__ = ("clean", "ended")
 
-    def __init__(self) -> None:
-        self.ended = anyio.Event()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ended: asyncio.Future[None] = loop.create_future()
         self.clean = False
 
 
@@ -45,6 +49,7 @@ class Supervisor:
         self.grace_s = grace_s
         self._group: TaskGroup | None = None
         self._in_flight: dict[uuid.UUID, int] = {}
+        self._sagas: set[asyncio.Task[None]] = set()
         self._finished: dict[uuid.UUID, _Drive] = {}
         self.accepting = False
 
@@ -65,9 +70,12 @@ class Supervisor:
         """
         if self._group is None or checkout_id in self._in_flight:
             return
+        loop = asyncio.get_running_loop()
         self._in_flight[checkout_id] = token
-        self._finished[checkout_id] = _Drive()
-        self._group.start_soon(self._drive, checkout_id, token, loaded)
+        self._finished[checkout_id] = _Drive(loop)
+        saga = loop.create_task(self._drive(checkout_id, token, loaded))
+        self._sagas.add(saga)
+        saga.add_done_callback(self._sagas.discard)
 
     async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> bool:
         """Wait until the checkout's saga ends here, or ``timeout_s`` passes.
@@ -78,8 +86,8 @@ class Supervisor:
         drive = self._finished.get(checkout_id)
         if drive is None:
             return False
-        with anyio.move_on_after(timeout_s):
-            await drive.ended.wait()
+        # ``wait``, not ``wait_for``: no task of its own, and the future is never cancelled.
+        await asyncio.wait((drive.ended,), timeout=timeout_s)
         return drive.clean
 
     async def _drive(
@@ -101,7 +109,15 @@ class Supervisor:
             self._in_flight.pop(checkout_id, None)
             self._finished.pop(checkout_id, None)
             if drive is not None:
-                drive.ended.set()
+                drive.ended.set_result(None)
+
+    async def _cancel_sagas(self) -> None:
+        """Cancel the sagas still running and wait until each has stopped."""
+        sagas = set(self._sagas)
+        for saga in sagas:
+            saga.cancel()
+        if sagas:
+            await asyncio.wait(sagas)
 
     async def recover_once(self) -> int:
         """Claim unfinished checkouts whose lease expired and drive them; returns how many."""
@@ -144,6 +160,8 @@ class Supervisor:
                     while self._in_flight:
                         await anyio.sleep(0.05)
                 left = dict(self._in_flight)
+                with anyio.CancelScope(shield=True):
+                    await self._cancel_sagas()
                 group.cancel_scope.cancel()
         # Whatever did not finish in time is handed back at once rather than after the lease expires.
         with anyio.CancelScope(shield=True):
