@@ -15,8 +15,8 @@ import hmac
 import logging
 from collections.abc import Callable, Sequence
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
 from servicekit.problems import ProblemError
@@ -65,6 +65,31 @@ def key_id(token: str) -> str:
     return _digest(token).hex()[:12]
 
 
+class _BearerGuard(HTTPBearer):
+    """``HTTPBearer`` (so ``/docs`` shows an "Authorize" button) that also checks the token.
+
+    One dependency instead of a guard depending on the scheme: FastAPI resolves each dependency
+    at a cost of its own on every request.
+    """
+
+    def __init__(self, accepted: Sequence[SecretStr], *, scheme_name: str, description: str):
+        super().__init__(auto_error=False, scheme_name=scheme_name, description=description)
+        # Hashed once, not on every request.
+        self._expected = [_digest(secret.get_secret_value()) for secret in accepted]
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        if not self._expected:
+            return None
+        credentials = await super().__call__(request)
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise UnauthorizedError("Send Authorization: Bearer <token>.")
+        given = _digest(credentials.credentials)
+        if not _matches_digest(given, self._expected):
+            raise UnauthorizedError("The bearer token is not valid.")
+        request.state.key_id = given.hex()[:12]  # key_id(credentials.credentials)
+        return request.state.key_id  # type: ignore[no-any-return]
+
+
 def bearer_guard(
     accepted: Sequence[SecretStr], *, scheme_name: str, description: str
 ) -> Callable[..., object]:
@@ -72,24 +97,7 @@ def bearer_guard(
 
     It also declares the security scheme, so ``/docs`` shows an "Authorize" button.
     """
-    scheme = HTTPBearer(auto_error=False, scheme_name=scheme_name, description=description)
-    # Hashed once, not on every request.
-    expected = [_digest(secret.get_secret_value()) for secret in accepted]
-
-    async def require_token(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(scheme)
-    ) -> str | None:
-        if not accepted:
-            return None
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise UnauthorizedError("Send Authorization: Bearer <token>.")
-        given = _digest(credentials.credentials)
-        if not _matches_digest(given, expected):
-            raise UnauthorizedError("The bearer token is not valid.")
-        request.state.key_id = given.hex()[:12]  # key_id(credentials.credentials)
-        return request.state.key_id  # type: ignore[no-any-return]
-
-    return require_token
+    return _BearerGuard(accepted, scheme_name=scheme_name, description=description)
 
 
 def warn_if_open(service: str, setting: str, accepted: Sequence[SecretStr]) -> None:

@@ -116,6 +116,9 @@ class HttpMetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.excluded = [re.compile(pattern) for pattern in excluded]
+        # (method, status class, handler) -> its labelled children: ``labels`` takes a lock and
+        # builds its key on each call, four times per request. As bounded as the label values.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,12 +154,22 @@ class HttpMetricsMiddleware:
             handler = "none"
         duration = max(default_timer() - started, 0.0)
         method = scope["method"]
-        metrics = self.metrics
-        metrics.total.labels(method, f"{str(int(status_code))[0]}xx", handler).inc()
-        metrics.in_size.labels(handler).observe(_content_length(scope["headers"]))
-        metrics.out_size.labels(handler).observe(_content_length(headers))
-        metrics.latency_highr.observe(duration)
-        metrics.latency_lowr.labels(method, handler).observe(duration)
+        key = (method, f"{str(int(status_code))[0]}xx", handler)
+        children = self._children.get(key)
+        if children is None:
+            metrics = self.metrics
+            children = self._children[key] = (
+                metrics.total.labels(*key),
+                metrics.in_size.labels(handler),
+                metrics.out_size.labels(handler),
+                metrics.latency_lowr.labels(method, handler),
+            )
+        total, in_size, out_size, latency = children
+        total.inc()
+        in_size.observe(_content_length(scope["headers"]))
+        out_size.observe(_content_length(headers))
+        self.metrics.latency_highr.observe(duration)
+        latency.observe(duration)
 
 
 def install_metrics(app: FastAPI, registry: CollectorRegistry | None = None) -> CollectorRegistry:
