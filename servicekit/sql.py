@@ -201,7 +201,7 @@ class Transactions:
             # one committing meanwhile would keep it from starting the WAL over. Not handed to
             # the worker thread instead: under load the loop holds the GIL, the thread drains
             # slowly, and every transaction that finds it holding the write lock joins its queue.
-            if self._checkpoint_ended is not None:
+            while self._checkpoint_ended is not None:  # the next one, if a waiter started it
                 await self._checkpoint_ended.wait()
             done, result = self._on_loop(work)
             if done:

@@ -132,10 +132,10 @@ class SqliteJournalDB(JournalDB):
         if self.closed:
             raise RuntimeError("the journal's database is closed")
         loop = asyncio.get_running_loop()
-        checkpoint = self._checkpoint
-        if checkpoint is not None and checkpoint.get_loop() is loop:
-            # A commit on the loop meanwhile would keep the checkpoint from starting the WAL
-            # over: wait for it (``wait``: a caller cancelled here does not cancel it).
+        # A commit on the loop during a checkpoint would keep it from starting the WAL over: wait
+        # for it (``wait``: a caller cancelled here does not cancel it), and for the next one if
+        # another waiter's commit has started one meanwhile.
+        while (checkpoint := self._checkpoint) is not None and checkpoint.get_loop() is loop:
             await asyncio.wait((checkpoint,))
         done, result = self._on_loop(work)
         if done:

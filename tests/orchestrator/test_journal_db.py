@@ -311,6 +311,44 @@ async def test_transactions_run_on_the_event_loop_while_the_database_is_free(
     await engine.dispose()
 
 
+async def test_transactions_wait_for_a_checkpoint_instead_of_queueing_in_the_thread(
+    sqlite_journal_path: Path,
+) -> None:
+    """While the thread checkpoints, concurrent writers wait for it and then commit on the loop
+    again: the thread is handed checkpoints only. (Handed to the thread instead, transactions kept
+    it holding the write lock, and every loop transaction that found it busy queued there too.)"""
+    engine = create_async_db_engine(f"sqlite:///{sqlite_journal_path}")
+    journal = Journal(engine, owner="replica-a", lease_ttl_s=30)
+    database = journal.db
+    handed: list[str] = []
+    submit = database._submit  # type: ignore[attr-defined]
+
+    def counting_submit(work: Any, *args: Any) -> None:
+        handed.append(getattr(work, "__name__", repr(work)))
+        submit(work, *args)
+
+    database._submit = counting_submit  # type: ignore[attr-defined]
+    checkouts = [new_checkout(f"{index:064x}") for index in range(16)]
+    for checkout in checkouts:
+        await journal.create(checkout, STEPS)
+
+    async def writer(checkout: Checkout) -> None:
+        for attempt in range(1, CHECKPOINT_EVERY // 4):
+            await journal.record(checkout.id, 1, step=("warehouse", {"attempts": attempt}))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for checkout in checkouts:
+                group.start_soon(writer, checkout)
+    assert len(handed) >= 3, handed  # 16 × 74 commits: a checkpoint every CHECKPOINT_EVERY
+    assert set(handed) == {"restart_checkpoint"}, handed
+    loaded = await journal.load(checkouts[-1].id)
+    assert loaded is not None
+    assert {s.name: s.attempts for s in loaded[1]}["warehouse"] == CHECKPOINT_EVERY // 4 - 1
+    await journal.close()
+    await engine.dispose()
+
+
 async def test_a_long_reader_delays_the_journal_only_briefly(sqlite_journal_path: Path) -> None:
     """A checkpoint waits for a reader still holding an old snapshot (a dashboard query, an
     operator's sqlite3 shell) at most CHECKPOINT_WAIT_S, not the 30 s busy timeout: the journal's

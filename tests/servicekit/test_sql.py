@@ -286,11 +286,23 @@ async def test_wal_stays_bounded_when_the_event_loop_writes(tmp_path: Any) -> No
         wal = path.with_name(path.name + "-wal")
         # Never checkpointed, these 600 transactions leave a WAL of about 10 MB.
         assert wal.stat().st_size < 3_000_000
+        in_a_thread = 0
+        call = transactions.call
+
+        def counted_call(work: Any) -> Any:
+            nonlocal in_a_thread
+            in_a_thread += 1
+            return call(work)
+
+        transactions.call = counted_call  # type: ignore[method-assign]
         async with anyio.create_task_group() as group:
             for _ in range(8):
                 group.start_soon(writer)
         assert wal.stat().st_size < 3_000_000
         assert len(_labels(engine)) == 1200
+        # Writers meanwhile waited for each checkpoint and went on on the loop; handed to the
+        # worker thread instead, they kept it holding the write lock, and more followed them there.
+        assert in_a_thread == 0
     finally:
         transactions.close()
         engine.dispose()
