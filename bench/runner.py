@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -219,6 +220,7 @@ class Bench:
         if cache is not None and cache.exists():
             self.say(f"  prefill: copying {cache} ({cache.stat().st_size / 1e9:.2f} GB)")
             shutil.copyfile(cache, path)
+            self._flush_to_disk(path)
             return None
         # The orchestrator creates its schema and one real checkout to clone; then bulk SQL.
         server = Server(
@@ -236,7 +238,19 @@ class Bench:
         }
         if cache is not None:
             shutil.copyfile(path, cache)
+        self._flush_to_disk(path)
         return None
+
+    def _flush_to_disk(self, path: Path) -> None:
+        """Write the pre-filled file's dirty pages out before the target starts.
+
+        Otherwise the orchestrator's first WAL checkpoint, whose fsync flushes every dirty page of
+        the file, writes out the whole pre-fill (1.6 GB) inside the measured window, charged to
+        the orchestrator's CPU: +27-34 % per checkout at C=1, +7 % at C=32.
+        """
+        self.say("  prefill: flushing the file to disk")
+        with path.open("rb+") as handle:
+            os.fsync(handle.fileno())
 
     def _env_of(self, target: Target) -> dict[str, str]:
         durable = target.app == ORCHESTRATOR_APP

@@ -27,6 +27,8 @@ import psycopg
 import uvloop
 from psycopg_pool import AsyncConnectionPool
 
+from bench import emit
+
 TABLE = "bench_pg_drivers"
 ROWS = 64
 UPDATE = (
@@ -48,7 +50,7 @@ async def _measure(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     total = each * concurrency
-    print(
+    emit(
         f"{label:16s} C={concurrency:<3d} {1e6 * cpu / total:6.0f} µs CPU/statement"
         f"  {total / wall:7.0f} statements/s"
     )
@@ -100,11 +102,13 @@ async def main(url: str, n: int, concurrencies: list[int]) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
         await admin.execute(f"DROP TABLE IF EXISTS {TABLE}")
         await admin.execute(f"CREATE TABLE {TABLE} (id int PRIMARY KEY, v int, s text)")
-        await admin.execute(f"INSERT INTO {TABLE} SELECT g, 0, 'x' FROM generate_series(1, {ROWS}) g")
+        await admin.execute(
+            f"INSERT INTO {TABLE} SELECT g, 0, 'x' FROM generate_series(1, {ROWS}) g"
+        )
         try:
             import asyncpg  # noqa: F401
         except ImportError:
-            print("asyncpg is not installed (pip install asyncpg): its rows are skipped")
+            emit("asyncpg is not installed (pip install asyncpg): its rows are skipped")
             with_asyncpg = False
         else:
             with_asyncpg = True

@@ -1,0 +1,139 @@
+"""What the saga and its journal cost per checkout, without HTTP: CPU µs in one process.
+
+``python -m bench.experiments.saga_cost [--n 3000] [--url sqlite:///…|postgresql://…] [--statements]``
+
+Creates checkouts as ``POST /checkouts`` does (``api._new_checkout``, ``Journal.create``) and drives
+each to completion with the real ``SagaRunner``, journal, retry policy and telemetry (metrics on),
+one after another on uvloop, but with steps that answer at once instead of calling a service. So
+the figure is the orchestrator's own bookkeeping per checkout: the five journal transactions,
+the runner, the telemetry. ``--statements`` (SQLite) also times each SQL statement the journal
+runs, by kind (BEGIN, INSERT, UPDATE, COMMIT), per checkout. ``--profile`` prints cProfile's top
+functions (its overhead inflates Python-heavy code: read proportions, not times).
+
+The default database is a fresh SQLite file; ``--url`` takes a PostgreSQL database (its tables
+are created by the migrations if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import pstats
+import sqlite3
+import tempfile
+import time
+from typing import Any
+
+import uvloop
+from prometheus_client import CollectorRegistry
+
+from bench import emit
+from orchestrator.api import _new_checkout
+from orchestrator.journaldb import sqlite as sqlite_journal
+from orchestrator.migrations import HISTORY
+from orchestrator.saga.metrics import SagaMetrics
+from orchestrator.saga.retry import RetryPolicy
+from orchestrator.saga.runner import SagaRunner
+from orchestrator.saga.steps import Compensation, Outcome, SagaContext, StepKind
+from orchestrator.saga.telemetry import SagaTelemetry
+from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate
+from orchestrator.settings import Settings
+from orchestrator.store import Journal
+from servicekit.db import create_async_db_engine
+from servicekit.migrations import upgrade
+
+
+class InstantStep:
+    """A step whose call succeeds at once, shaped like the real ones."""
+
+    def __init__(self, name: str, kind: StepKind) -> None:
+        self.name, self.kind = name, kind
+
+    def applies(self, _ctx: SagaContext) -> bool:
+        return True
+
+    async def execute(self, _ctx: SagaContext) -> Outcome:
+        return 201, {"id": "0" * 32, "status": "ok"}
+
+    async def compensate(self, _ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
+        raise AssertionError("an instant step never fails")
+
+
+class _TimedConnection:
+    """A pysqlite connection whose statements are timed by their first word."""
+
+    def __init__(self, connection: sqlite3.Connection, times: collections.Counter[str]) -> None:
+        self._connection, self._times = connection, times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._connection.execute(sql, *args)
+        finally:
+            self._times[sql.split()[0].upper()] += time.perf_counter() - started
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._connection.executemany(sql, *args)
+        finally:
+            self._times["INSERT (steps)"] += time.perf_counter() - started
+
+
+async def main(args: argparse.Namespace) -> None:
+    url = args.url or f"sqlite:///{tempfile.mkdtemp()}/saga-cost.db"
+    upgrade(url, HISTORY)
+    times: collections.Counter[str] = collections.Counter()
+    if args.statements:
+        connect = sqlite_journal.connect_sqlite
+        sqlite_journal.connect_sqlite = lambda *a, **k: _TimedConnection(connect(*a, **k), times)  # type: ignore[assignment,return-value]
+    engine = create_async_db_engine(url)
+    settings = Settings(database_url=url)
+    journal = Journal(engine, owner="saga-cost", lease_ttl_s=30)
+    steps = {
+        name: InstantStep(name, StepKind.RETRIABLE if name == "email" else StepKind.COMPENSATABLE)
+        for name in settings.step_order
+    }
+    policy = RetryPolicy(
+        max_attempts=3, deadline_s=10, initial_delay_s=0.1, max_delay_s=1, jitter_s=0
+    )
+    telemetry = SagaTelemetry(SagaMetrics(CollectorRegistry()))
+    runner = SagaRunner(journal, steps, policy, telemetry=telemetry)  # type: ignore[arg-type]
+    body = CheckoutCreate.model_validate(CHECKOUT_EXAMPLE)
+
+    async def one() -> None:
+        checkout = _new_checkout(body, settings, None, "")
+        recorded = await journal.create(checkout, settings.step_order)
+        await runner.drive(checkout.id, checkout.lease_token, recorded)
+
+    for _ in range(min(300, args.n)):  # warm-up: statement caches, pools
+        await one()
+    times.clear()
+    profile = cProfile.Profile() if args.profile else None
+    if profile:
+        profile.enable()
+    cpu = time.process_time()
+    for _ in range(args.n):
+        await one()
+    cpu = time.process_time() - cpu
+    if profile:
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    emit(f"{url.split(':')[0]}: {1e6 * cpu / args.n:.0f} µs CPU per checkout (saga and journal)")
+    for kind, seconds in sorted(times.items(), key=lambda item: -item[1]):
+        emit(f"  {kind:15s} {1e6 * seconds / args.n:6.1f} µs per checkout")
+    await journal.close()
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--url", help="the journal's database (default: a new SQLite file)")
+    parser.add_argument("--statements", action="store_true", help="time SQLite statements")
+    parser.add_argument("--profile", action="store_true", help="cProfile's top functions")
+    uvloop.run(main(parser.parse_args()))
