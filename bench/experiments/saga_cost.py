@@ -88,8 +88,8 @@ async def main(args: argparse.Namespace) -> None:
     url = args.url or f"sqlite:///{tempfile.mkdtemp()}/saga-cost.db"
     upgrade(url, HISTORY)
     times: collections.Counter[str] = collections.Counter()
+    connect = sqlite_journal.connect_sqlite
     if args.statements:
-        connect = sqlite_journal.connect_sqlite
         sqlite_journal.connect_sqlite = lambda *a, **k: _TimedConnection(connect(*a, **k), times)  # type: ignore[assignment,return-value]
     engine = create_async_db_engine(url)
     settings = Settings(database_url=url)
@@ -109,6 +109,8 @@ async def main(args: argparse.Namespace) -> None:
         checkout = _new_checkout(body, settings, None, "")
         recorded = await journal.create(checkout, settings.step_order)
         await runner.drive(checkout.id, checkout.lease_token, recorded)
+        if recorded[0].status != "completed":  # the runner's rows, as the journal committed them
+            raise RuntimeError(f"checkout {checkout.id} ended {recorded[0].status}")
 
     for _ in range(min(300, args.n)):  # warm-up: statement caches, pools
         await one()
@@ -128,6 +130,7 @@ async def main(args: argparse.Namespace) -> None:
         emit(f"  {kind:15s} {1e6 * seconds / args.n:6.1f} µs per checkout")
     await journal.close()
     await engine.dispose()
+    sqlite_journal.connect_sqlite = connect
 
 
 if __name__ == "__main__":

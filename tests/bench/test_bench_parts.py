@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.experiments import hot_path
+from bench.experiments import hot_path, saga_cost
 from bench.load import percentile
 from bench.profile_summary import summarize
 from bench.report import BEGIN, END, target_checks, write
@@ -115,3 +116,15 @@ def test_the_hot_path_experiment_runs(capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 8
     assert all(line.endswith(" µs") for line in lines)
+
+
+def test_the_saga_cost_experiment_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.experiments.saga_cost --statements`` (tiny N): each checkout completes,
+    and the cost per checkout and per statement kind are printed."""
+    args = argparse.Namespace(n=20, url=None, statements=True, profile=False)
+    asyncio.run(saga_cost.main(args))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sqlite: ")
+    assert lines[0].endswith(" µs CPU per checkout (saga and journal)")
+    kinds = {line.split()[0] for line in lines[1:]}
+    assert {"BEGIN", "COMMIT", "UPDATE", "INSERT"} <= kinds
