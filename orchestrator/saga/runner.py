@@ -1,14 +1,14 @@
 """The saga runner: drives one checkout from its last recorded step to a terminal state.
 
-The runner never changes a step's or the checkout's row itself: it hands transitions to the
-journal (``journaling.CheckoutJournal``), which sets each value on the rows once it is committed,
-so what the runner decides from is always what a restart would read back.
-
 Every transition is committed to the journal before the next call is made: a step is marked
 ``running`` (attempt counted) before its call and ``succeeded``/``failed`` after it (a success
 is committed with the next step's start, in one transaction: see ``journaling``). Whatever
 point a crash interrupts, the journal says what to do next, and repeating a call is safe because
 each carries an Idempotency-Key derived from checkout, step and action.
+
+The runner never changes a step's or the checkout's row itself: it hands transitions to the
+journal (``journaling.CheckoutJournal``), which sets each value on the rows once it is committed,
+so what the runner decides from is always what a restart would read back.
 
 Forward: steps run in the checkout's order; non-members' rewards step is ``skipped``. A
 compensatable step that keeps failing transiently is retried under the step policy, then the
