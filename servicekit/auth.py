@@ -60,9 +60,9 @@ def matches(presented: str, accepted: Sequence[SecretStr]) -> bool:
     )
 
 
-def key_id(token: str) -> str:
-    """A short, non-reversible name for a token, safe for logs and rate-limit buckets."""
-    return _digest(token).hex()[:12]
+def key_id(digest: bytes) -> str:
+    """A short, non-reversible name for a token (from its digest), safe for logs and rate limits."""
+    return digest.hex()[:12]
 
 
 class _BearerGuard(HTTPBearer):
@@ -86,7 +86,7 @@ class _BearerGuard(HTTPBearer):
         given = _digest(credentials.credentials)
         if not _matches_digest(given, self._expected):
             raise UnauthorizedError("The bearer token is not valid.")
-        request.state.key_id = given.hex()[:12]  # key_id(credentials.credentials)
+        request.state.key_id = key_id(given)
         return request.state.key_id  # type: ignore[no-any-return]
 
 
