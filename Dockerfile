@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY checkout_suite ./checkout_suite
 COPY servicekit ./servicekit
 COPY orchestrator ./orchestrator
 COPY warehouse_service ./warehouse_service

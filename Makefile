@@ -42,7 +42,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy servicekit orchestrator warehouse_service rewards_service email_service
+	$(BIN)/mypy checkout_suite servicekit orchestrator warehouse_service rewards_service email_service
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
 from decimal import ROUND_FLOOR, Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,22 +19,18 @@ from orchestrator.errors import (
     CheckoutTerminalError,
     IdempotencyKeyInFlightError,
 )
-from orchestrator.models import Checkout, new_row
+from orchestrator.journal.journal import Journal, is_duplicate_key
+from orchestrator.journal.records import CheckoutRecord, new_checkout
 from orchestrator.saga.supervisor import Supervisor
-from orchestrator.schemas import (
-    CHECKOUT_EXAMPLE,
-    TERMINAL_STATUSES,
-    CheckoutCreate,
-    CheckoutPage,
-    CheckoutPublic,
-)
+from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate, CheckoutPage, CheckoutPublic
 from orchestrator.settings import Settings
-from orchestrator.store import Journal, is_duplicate_key
+from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus
 from servicekit.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
-    IdempotencyKeyReusedError,
     fingerprint,
+    require_same_request,
+    stored_key,
 )
 from servicekit.problems import problem_responses
 from servicekit.text import NO_CONTROL_CHARACTERS
@@ -74,14 +69,13 @@ def _wants_async(prefer: str | None) -> bool:
 
 def _new_checkout(
     body: CheckoutCreate, settings: Settings, key_hash: str | None, digest: str
-) -> Checkout:
+) -> CheckoutRecord:
     total = sum((line.unit_price * line.quantity for line in body.items), Decimal(0))
     points = (
         int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
     )
     dumped = body.model_dump(mode="json")
-    return new_row(
-        Checkout,
+    return new_checkout(
         customer_id=body.customer.id,
         customer=json.dumps(dumped["customer"]),
         items=json.dumps(dumped["items"]),
@@ -96,13 +90,18 @@ def _new_checkout(
 
 
 async def _answer_repeat(
-    existing: Checkout, digest: str, journal: Journal, settings: Settings
+    existing: CheckoutRecord, digest: str, journal: Journal, settings: Settings
 ) -> Response:
-    """Answer a request whose Idempotency-Key was seen before."""
-    if existing.request_fingerprint != digest:
-        raise IdempotencyKeyReusedError(
-            "This Idempotency-Key was first used with a different checkout."
-        )
+    """Answer a request whose Idempotency-Key was seen before.
+
+    The checkout row is the key's record: its hash, the request's fingerprint, and the first
+    answer, kept once it is sent (``save_first_response``).
+    """
+    require_same_request(
+        existing.request_fingerprint,
+        digest,
+        "This Idempotency-Key was first used with a different checkout.",
+    )
     if existing.response_status is None or existing.response_body is None:
         age = time.time() - existing.created_at.timestamp()
         if age < settings.checkout_sync_deadline_s + 5:
@@ -180,7 +179,7 @@ async def create_checkout(
     settings: Settings = state.settings
     # Only a keyed request is ever compared with another one.
     digest = fingerprint(body.model_dump(mode="json")) if idempotency_key else ""
-    key_hash = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+    key_hash = stored_key(idempotency_key) if idempotency_key else None
     if key_hash:
         existing = await journal.find_by_key(key_hash)
         if existing is not None:
@@ -197,15 +196,15 @@ async def create_checkout(
 
     supervisor.start(checkout.id, checkout.lease_token, recorded)
     headers = {"Location": f"/checkouts/{checkout.id}"}
-    ended_here = False
+    ended_here = None
     if _wants_async(prefer):
         headers["Preference-Applied"] = "respond-async"
     else:
         ended_here = await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
-    # A saga that ended here left ``recorded`` as its journal holds it: no need to read it back.
+    # A saga that ended here says what its journal holds: no need to read it back.
     public = (
-        views.to_public(*recorded)
-        if ended_here
+        views.to_public(*ended_here)
+        if ended_here is not None
         else await views.read_checkout(journal, checkout.id)
     )
     assert public is not None
@@ -236,7 +235,7 @@ async def read_checkout(checkout_id: str, journal: JournalDep) -> CheckoutPublic
 )
 async def list_checkouts(
     journal: JournalDep,
-    status: Annotated[Literal["pending", "running", "completed", "failed"] | None, Query()] = None,
+    status: Annotated[CheckoutStatus | None, Query()] = None,
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
     ] = None,
@@ -294,7 +293,8 @@ async def cancel_checkout(checkout_id: str, journal: JournalDep, supervisor: Sup
     current = await _existing(journal, checkout_id)
     if current.error and current.error.get("kind") == "cancelled":
         return JSONResponse(
-            current.model_dump(mode="json"), status_code=200 if current.status == "failed" else 202
+            current.model_dump(mode="json"),
+            status_code=200 if current.status == CheckoutStatus.failed else 202,
         )
     if not await journal.request_cancel(current.id):
         current = await _existing(journal, checkout_id)

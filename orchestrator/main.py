@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import TypedDict
 
-import anyio
 import httpx
 from fastapi import Depends, FastAPI
-from sqlalchemy import text
 
 from orchestrator.api import router
 from orchestrator.clients import ServiceClients
+from orchestrator.journal.journal import Journal
 from orchestrator.migrations import HISTORY
 from orchestrator.ratelimit import CheckoutRateLimit
 from orchestrator.saga.crashpoints import CrashPoints
@@ -27,20 +26,20 @@ from orchestrator.saga.supervisor import Supervisor
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.service_http import build_service_http
 from orchestrator.settings import Settings
-from orchestrator.store import Journal
 from orchestrator.ui import router as ui_router
 from servicekit.app import create_service_app
 from servicekit.auth import bearer_guard, browser_guard, split_secrets, warn_if_open
-from servicekit.db import create_async_db_engine
+from servicekit.db.database import Database
 from servicekit.health import health_router
-from servicekit.migrations import upgrade
 from servicekit.observability import install_observability
+from servicekit.service import open_database
 
 log = logging.getLogger("orchestrator")
 
 
 class State(TypedDict):
     settings: Settings
+    database: Database
     journal: Journal
     supervisor: Supervisor
     rate_limit: CheckoutRateLimit
@@ -66,17 +65,14 @@ def create_app(
 ) -> FastAPI:
     """Build the orchestrator; ``transports`` (tests) route a service's URL to an in-process app."""
     settings = settings or Settings()
-    journals: list[Journal] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        # Alembic runs synchronously: a short-lived sync engine, in a worker thread.
-        await anyio.to_thread.run_sync(upgrade, settings.database_url, HISTORY)
-        engine = create_async_db_engine(settings.database_url)
-        owner = f"{socket.gethostname()}:{os.getpid()}:{id(engine):x}"
-        journal = Journal(engine, owner=owner, lease_ttl_s=settings.lease_ttl_s)
-        journals.append(journal)
-        try:
+        async with open_database(
+            settings.database_url, HISTORY, name="orchestrator-journal"
+        ) as database:
+            owner = f"{socket.gethostname()}:{os.getpid()}:{id(database):x}"
+            journal = Journal(database, owner=owner, lease_ttl_s=settings.lease_ttl_s)
             http = build_service_http(settings, transports, observability.tracer_provider)
             async with aclosing(http):
                 runner = SagaRunner(
@@ -96,23 +92,13 @@ def create_app(
                 async with supervisor.running():
                     yield {
                         "settings": settings,
+                        "database": database,
                         "journal": journal,
                         "supervisor": supervisor,
                         "rate_limit": CheckoutRateLimit(
                             settings.rate_limit, settings.rate_limit_storage_url
                         ),
                     }
-        finally:
-            journals.clear()
-            # Even when the lifespan is cancelled rather than shut down: the journal's connection
-            # pool (PostgreSQL) runs tasks of its own, which must not outlive the event loop.
-            with anyio.CancelScope(shield=True):
-                await journal.close()
-        await engine.dispose()
-
-    async def check_database() -> None:
-        async with journals[0].engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
 
     app = create_service_app(
         title="Checkout orchestrator",
@@ -142,7 +128,7 @@ def create_app(
         api_keys, scheme_name="ApiKey", description="A client key from the orchestrator's API_KEYS."
     )
     app.include_router(router, dependencies=[Depends(client_guard)])
-    app.include_router(health_router(check_database))
+    app.include_router(health_router())
     # The dashboard reads with the browser's own sign-in (HTTP Basic, a key as the password); its
     # retry/cancel buttons call the API with a bearer key, which a cross-site page cannot send.
     app.include_router(

@@ -1,19 +1,19 @@
-"""Tables of the orchestrator's own database: checkouts and their step journal."""
+"""Tables of the orchestrator's own database: checkouts and their step journal.
+
+The schema (migrations compare against these models); the journal reads and writes the rows in
+plain SQL as ``orchestrator.journal.records`` (``orchestrator.journal.checkouts``).
+"""
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
-from pydantic_core import PydanticUndefined
 from sqlalchemy import BigInteger, Index, UniqueConstraint
-from sqlalchemy.orm import configure_mappers, registry
+from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from servicekit.db import UTCDateTime
+from servicekit.db.values import UTCDateTime
 
 
 def utcnow() -> datetime:
@@ -89,42 +89,3 @@ class Step(OrchestratorTable, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     compensated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-def new_row(model: type[Row], **values: Any) -> Row:
-    """A new row of ``model``: ``values`` over the model's defaults, without validating them.
-
-    ``Checkout(**values)`` validates every field through SQLModel, ~0.2-0.3 ms of CPU per row on
-    the hot path, for values the API has just validated and computed. This builds the row the
-    way the ORM's loader builds the rows it reads (``new_instance``, then its ``__dict__``).
-    """
-    defaults = _defaults_of(model)
-    unknown = values.keys() - defaults.keys()
-    if unknown:
-        raise TypeError(f"{model.__name__} has no field {', '.join(sorted(unknown))}")
-    _configure_mappers_once()  # a new_instance of an unconfigured mapper fails
-    row: Row = model._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    fields = row.__dict__
-    for name, (default, factory) in defaults.items():
-        if name in values:
-            fields[name] = values[name]
-        elif factory is not None:
-            fields[name] = factory()
-        elif default is PydanticUndefined:
-            raise TypeError(f"{model.__name__} needs {name}")
-        else:
-            fields[name] = default
-    return row
-
-
-Row = TypeVar("Row", Checkout, Step)
-_configure_mappers_once = functools.cache(configure_mappers)
-
-
-@functools.cache
-def _defaults_of(model: type[SQLModel]) -> dict[str, tuple[Any, Callable[[], Any] | None]]:
-    """name -> (default, default factory), in the model's field order."""
-    return {
-        name: (field.default, field.default_factory)  # type: ignore[misc]
-        for name, field in model.model_fields.items()
-    }

@@ -17,11 +17,8 @@ from pydantic import (
     field_validator,
 )
 
+from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.text import NO_CONTROL_CHARACTERS
-
-CheckoutStatus = Literal["pending", "running", "completed", "failed"]
-StepStatus = Literal["pending", "running", "succeeded", "failed", "skipped", "compensated"]
-TERMINAL_STATUSES = frozenset({"completed", "failed"})
 
 # Money travels as an exact decimal string, never a float.
 _AS_STRING = PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json")

@@ -1,4 +1,4 @@
-"""The read side of the orchestrator: the API view of checkouts and keyset-paginated lists."""
+"""The API view of checkouts (one, or keyset-paginated lists), from the journal's records."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-from sqlmodel import col
-
 from orchestrator.errors import InvalidCursorError
-from orchestrator.models import Checkout, Step
-from orchestrator.schemas import TERMINAL_STATUSES, CheckoutPublic, StepPublic, Waiting
-from orchestrator.store import Journal
+from orchestrator.journal import checkouts
+from orchestrator.journal.journal import Journal
+from orchestrator.journal.records import CheckoutRecord, StepRecord
+from orchestrator.schemas import CheckoutPublic, StepPublic, Waiting
+from orchestrator.statuses import TERMINAL_STATUSES, UNFINISHED_STATUSES, CheckoutStatus
 
 
 def _loads(raw: str | None) -> Any:
@@ -26,13 +25,13 @@ def _when(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
 
 
-def waiting_of(checkout: Checkout, steps: list[Step]) -> Waiting | None:
+def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | None:
     """Why an unfinished checkout is where it is: for operators hunting stuck checkouts."""
     if checkout.status in TERMINAL_STATUSES:
         return None
     now = time.time()
     current = next(
-        (s for s in sorted(steps, key=lambda s: s.position) if s.status in ("running", "pending")),
+        (s for s in sorted(steps, key=lambda s: s.position) if s.status in UNFINISHED_STATUSES),
         None,
     )
     last_error = _loads(current.error) if current else None
@@ -69,7 +68,7 @@ def waiting_of(checkout: Checkout, steps: list[Step]) -> Waiting | None:
     )
 
 
-def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
+def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPublic:
     """The API view of a checkout and its steps."""
     return CheckoutPublic.model_validate(
         {
@@ -80,7 +79,7 @@ def to_public(checkout: Checkout, steps: list[Step]) -> CheckoutPublic:
             "currency": checkout.currency,
             "total": f"{checkout.total_cents // 100}.{checkout.total_cents % 100:02d}",
             # A failed checkout credits nothing in the end (any credit was reversed).
-            "points": 0 if checkout.status == "failed" else checkout.points,
+            "points": 0 if checkout.status == CheckoutStatus.failed else checkout.points,
             "steps": [
                 StepPublic(
                     name=s.name,
@@ -113,36 +112,13 @@ async def list_checkouts(
     journal: Journal, *, status: str | None, customer_id: str | None, limit: int, cursor: str | None
 ) -> tuple[list[CheckoutPublic], str | None]:
     """Checkouts newest first, by keyset on (created_at, id), so no row is skipped or repeated."""
-    query = select(Checkout)
-    if status:
-        query = query.where(col(Checkout.status) == status)
-    if customer_id:
-        query = query.where(col(Checkout.customer_id) == customer_id)
-    if cursor:
-        after_at, after_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                col(Checkout.created_at) < after_at,
-                and_(col(Checkout.created_at) == after_at, col(Checkout.id) < after_id),
-            )
-        )
-    query = query.order_by(col(Checkout.created_at).desc(), col(Checkout.id).desc()).limit(
-        limit + 1
+    after = decode_cursor(cursor) if cursor else None
+    listed, more = await checkouts.page(
+        journal.database, status=status, customer_id=customer_id, after=after, limit=limit
     )
-    async with journal.session() as session:
-        checkouts = list((await session.execute(query)).scalars().all())
-        more = len(checkouts) > limit
-        checkouts = checkouts[:limit]
-        by_checkout: dict[uuid.UUID, list[Step]] = {c.id: [] for c in checkouts}
-        if checkouts:
-            steps = await session.execute(
-                select(Step).where(col(Step.checkout_id).in_(by_checkout))
-            )
-            for step in steps.scalars():
-                by_checkout[step.checkout_id].append(step)
-    items = [to_public(c, by_checkout[c.id]) for c in checkouts]
-    next_cursor = encode_cursor(checkouts[-1].created_at, checkouts[-1].id) if more else None
-    return items, next_cursor
+    items = [to_public(checkout, steps) for checkout, steps in listed]
+    last = listed[-1][0] if more else None
+    return items, encode_cursor(last.created_at, last.id) if last is not None else None
 
 
 def encode_cursor(created_at: datetime, checkout_id: uuid.UUID) -> str:

@@ -5,25 +5,32 @@ transaction, so the effect and the record exist together or not at all. A repeat
 key and the same meaning replays the first response (``Idempotent-Replayed: true``) and applies
 nothing; the same key with a different body is 422. Refusals (4xx) are not recorded: they changed
 nothing, so answering a repeat afresh is safe.
+
+Services keep their records in a table of their own (``IdempotencyRecordBase``) and a route's
+whole body is ``run_once``. The orchestrator keeps its one record per checkout on the checkout
+row, and answers only once the saga has run; it shares the key's storage (``stored_key``), the
+request's digest (``fingerprint``) and the comparison (``require_same_request``) with them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import Header, Request
+from fastapi import Header
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from servicekit.db import UTCDateTime
+from servicekit.db.database import Database
+from servicekit.db.statements import SQL, Row, Transaction
+from servicekit.db.values import UTCDateTime
 from servicekit.problems import ProblemError
-from servicekit.sql import SQL, Transaction, transactions_of
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -91,7 +98,7 @@ def stored_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-# The records, written and read in plain SQL (``servicekit.sql``) on the services' hot paths.
+# The records, written and read in plain SQL on the services' hot paths.
 @cache
 def _record_statements(table: str) -> tuple[SQL, SQL]:
     select = SQL(
@@ -110,16 +117,23 @@ class _TwinWon(Exception):
     """A concurrent request with the same key committed its record first."""
 
 
-def _replay_row(row: Any, key: str, digest: str) -> StoredResponse:
+def require_same_request(recorded: str | None, digest: str, message: str) -> None:
+    """Refuse (422) a key first used with a request of another meaning."""
+    if recorded != digest:
+        raise IdempotencyKeyReusedError(message)
+
+
+def _replay_row(row: Row, key: str, digest: str) -> StoredResponse:
     recorded_fingerprint, status_code, response_body = row
-    if recorded_fingerprint != digest:
-        raise IdempotencyKeyReusedError(
-            f"The Idempotency-Key {key!r} was first used with a different request body."
-        )
+    require_same_request(
+        recorded_fingerprint,
+        digest,
+        f"The Idempotency-Key {key!r} was first used with a different request body.",
+    )
     return StoredResponse(int(status_code), json.loads(response_body), replayed=True)
 
 
-def recorded_answer(
+async def recorded_answer(
     transaction: Transaction,
     *,
     scope: str,
@@ -129,46 +143,47 @@ def recorded_answer(
 ) -> StoredResponse | None:
     """The recorded answer to ``key`` in ``scope``, if any; 422 if the key came with another body."""
     select, _ = _record_statements(table)
-    row = transaction.one(select, {"scope": scope, "key": stored_key(key)})
+    row = await transaction.one(select, {"scope": scope, "key": stored_key(key)})
     return None if row is None else _replay_row(row, key, digest)
 
 
-def apply_once(
+Action = Callable[[], Awaitable[tuple[int, Any]]]
+
+
+async def apply_once(
     transaction: Transaction,
     *,
     scope: str,
     key: str | None,
     digest: str,
-    action: Callable[[], tuple[int, Any]],
+    action: Action,
     table: str = "idempotency_record",
     look_first: bool = True,
 ) -> StoredResponse:
-    """Run ``action`` once per ``(scope, key)``, record its answer, commit.
+    """Run ``action`` once per ``(scope, key)`` and record its answer in the same transaction.
 
-    ``action`` writes through ``transaction`` and returns ``(status_code, json_body)``. The
-    answer is recorded in ``table`` in the same transaction as the effect. Without a key it
-    simply runs and commits. The commit is the last statement (see ``Transactions.run``).
+    ``action`` writes through ``transaction`` and returns ``(status_code, json_body)``. Without a
+    key it simply runs. The database that runs the transaction commits it (``Database.run``).
 
     ``look_first=False`` skips looking for a recorded answer before running ``action``, for an
     action that only reads and that a recorded answer is unlikely to precede: a recorded answer
     is then found when recording ours conflicts with it, and replayed (``action``'s reads are
     dropped), which saves a statement when there is none.
     """
-    select, insert = _record_statements(table)
     if key is None:
-        status_code, body = action()
-        transaction.commit()
+        status_code, body = await action()
         return StoredResponse(status_code, body)
 
+    select, insert = _record_statements(table)
     stored = stored_key(key)
     if look_first:
-        row = transaction.one(select, {"scope": scope, "key": stored})
+        row = await transaction.one(select, {"scope": scope, "key": stored})
         if row is not None:
-            transaction.rollback()
+            await transaction.rollback()
             return _replay_row(row, key, digest)
     try:
-        status_code, body = action()
-        inserted = transaction.rowcount(
+        status_code, body = await action()
+        inserted = await transaction.execute(
             insert,
             {
                 "scope": scope,
@@ -176,18 +191,17 @@ def apply_once(
                 "fingerprint": digest,
                 "status_code": status_code,
                 "response_body": json.dumps(body),
-                "created_at": transaction.timestamp(datetime.now(UTC)),
+                "created_at": datetime.now(UTC),
             },
         )
         if inserted != 1:
             raise _TwinWon
-        transaction.commit()
-    except (_TwinWon, transaction.IntegrityError, ProblemError):
+    except (_TwinWon, IntegrityError, ProblemError):
         # A concurrent twin with the same key may have won the race (PostgreSQL's read-committed
         # readers do not see it until it commits): answer as it did, or re-raise our refusal.
-        transaction.rollback()
-        twin = transaction.one(select, {"scope": scope, "key": stored})
-        transaction.rollback()
+        await transaction.rollback()
+        twin = await transaction.one(select, {"scope": scope, "key": stored})
+        await transaction.rollback()
         if twin is None:
             raise
         return _replay_row(twin, key, digest)
@@ -195,22 +209,26 @@ def apply_once(
 
 
 async def run_once(
-    request: Request,
+    database: Database,
     *,
     scope: str,
     key: str | None,
     digest: str = NO_BODY,
-    action: Callable[[Transaction], tuple[int, Any]],
+    action: Callable[[Transaction], Awaitable[tuple[int, Any]]],
 ) -> StoredResponse:
     """A mutating route's whole body: ``action(transaction)`` once per ``(scope, key)``.
 
-    One transaction of the app's database (``transactions_of``) runs the action and records its
-    answer with the key (``apply_once``); a repeat of the key replays the first answer.
+    One transaction of the service's database runs the action and records its answer with the
+    key (``apply_once``); a repeat of the key replays the first answer.
     """
 
-    def work(transaction: Transaction) -> StoredResponse:
-        return apply_once(
-            transaction, scope=scope, key=key, digest=digest, action=lambda: action(transaction)
+    async def work(transaction: Transaction) -> StoredResponse:
+        return await apply_once(
+            transaction,
+            scope=scope,
+            key=key,
+            digest=digest,
+            action=lambda: action(transaction),
         )
 
-    return await transactions_of(request).run(work)
+    return await database.run(work)

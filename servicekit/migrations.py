@@ -35,7 +35,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, String, TypeDecorator, inspect, text
 from sqlmodel.sql.sqltypes import AutoString
 
-from servicekit.db import create_sync_engine
+from servicekit.db.engines import create_sync_engine
 
 log = logging.getLogger(__name__)
 

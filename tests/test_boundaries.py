@@ -1,7 +1,7 @@
 """Package boundaries: the kit knows no service, and services never import each other.
 
-Services talk over HTTP only; ``orchestrator/cli.py`` may name the services by import string
-(for uvicorn), never by import. Packages that do not exist yet are skipped.
+Services talk over HTTP only. ``checkout_suite`` (the suite's own package: the ``checkout-suite``
+command) is the one package that imports the services; neither they nor the kit import it.
 """
 
 from __future__ import annotations
@@ -13,18 +13,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = "servicekit"
+SUITE = "checkout_suite"
 SERVICES = ("orchestrator", "warehouse_service", "rewards_service", "email_service")
-# May reference services by import string, e.g. for uvicorn or importlib; never by import.
-STRING_REFERENCES_ALLOWED = {Path("orchestrator/cli.py")}
 DYNAMIC_IMPORTERS = {"import_module", "__import__"}
 
 
-def imported_modules(
-    source: str, module: str, *, is_package: bool, dynamic: bool = True
-) -> set[str]:
+def called_name(node: ast.Call) -> str | None:
+    """The name a call is made by: ``import_module`` for ``importlib.import_module(...)``."""
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def imported_modules(source: str, module: str, *, is_package: bool) -> set[str]:
     """Absolute names of the modules ``source`` (the text of ``module``) imports.
 
-    Relative imports are resolved against ``module``; with ``dynamic``, constant arguments of
+    Relative imports are resolved against ``module``; constant arguments of
     ``importlib.import_module`` and ``__import__`` count as imports too.
     """
     package_parts = module.split(".") if is_package else module.split(".")[:-1]
@@ -40,12 +43,10 @@ def imported_modules(
                 prefix = node.module or ""
             found.add(prefix)
             found.update(f"{prefix}.{alias.name}" for alias in node.names if alias.name != "*")
-        elif dynamic and isinstance(node, ast.Call) and node.args:
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        elif isinstance(node, ast.Call) and node.args:
             first = node.args[0]
             if (
-                name in DYNAMIC_IMPORTERS
+                called_name(node) in DYNAMIC_IMPORTERS
                 and isinstance(first, ast.Constant)
                 and isinstance(first.value, str)
             ):
@@ -57,12 +58,17 @@ def top_level(module: str) -> str:
     return module.split(".", 1)[0]
 
 
+def forbidden_packages(package: str) -> set[str]:
+    """The top-level packages ``package`` may not import."""
+    if package == SUITE:
+        return {"tests"}
+    # The kit and the services: no service but their own, never the suite nor the tests.
+    return {*SERVICES, SUITE, "tests"} - {package}
+
+
 def forbidden_imports(package: str) -> list[str]:
     """``path: module`` for each import in ``package`` that crosses a boundary."""
-    if package == KIT:
-        forbidden = {*SERVICES, "tests"}
-    else:
-        forbidden = {*SERVICES, "tests"} - {package}
+    forbidden = forbidden_packages(package)
     violations: list[str] = []
     for path in sorted((ROOT / package).rglob("*.py")):
         relative = path.relative_to(ROOT)
@@ -70,12 +76,7 @@ def forbidden_imports(package: str) -> list[str]:
         is_package = path.name == "__init__.py"
         if is_package:
             module = module.removesuffix(".__init__")
-        imports = imported_modules(
-            path.read_text(encoding="utf-8"),
-            module,
-            is_package=is_package,
-            dynamic=relative not in STRING_REFERENCES_ALLOWED,
-        )
+        imports = imported_modules(path.read_text(encoding="utf-8"), module, is_package=is_package)
         violations.extend(
             f"{relative}: imports {name}"
             for name in sorted(imports)
@@ -137,7 +138,7 @@ def test_service_imports_no_other_service(package: str) -> None:
             "orchestrator.api",
             {"warehouse_service", "warehouse_service.models"},
         ),
-        ("APP = 'warehouse_service.main:create_app'", "orchestrator.cli", set()),
+        ("APP = 'warehouse_service.main:create_app'", "checkout_suite.services", set()),
         ("def f():\n    import email_service\n", "servicekit.db", {"email_service"}),
     ],
 )
@@ -148,16 +149,27 @@ def test_import_scanner_sees_every_form_of_import(
     assert imported_modules(source, module, is_package=False) == expected
 
 
-def test_cli_may_name_services_by_string_but_not_import_them() -> None:
-    """In cli.py import strings (even for importlib) are allowed; a real import is not."""
-    strings = "import importlib\nTARGET = 'rewards_service.main:create_app'\nimportlib.import_module('rewards_service.main')\n"
-    assert not {
-        m
-        for m in imported_modules(strings, "orchestrator.cli", is_package=False, dynamic=False)
-        if top_level(m) in SERVICES
-    }
-    real = "from rewards_service.main import create_app\n"
-    assert imported_modules(real, "orchestrator.cli", is_package=False, dynamic=False) == {
-        "rewards_service.main",
-        "rewards_service.main.create_app",
-    }
+def test_boundaries_bar_every_service_and_the_kit_from_the_suite() -> None:
+    """The kit and each service may import neither the suite nor another service."""
+    assert forbidden_packages(KIT) == {*SERVICES, SUITE, "tests"}
+    for package in SERVICES:
+        assert forbidden_packages(package) == {*SERVICES, SUITE, "tests"} - {package}
+
+
+def test_suite_imports_no_tests() -> None:
+    """checkout_suite may import every service (it is the suite), but not the tests."""
+    _require(SUITE)
+    assert forbidden_packages(SUITE) == {"tests"}
+    assert forbidden_imports(SUITE) == []
+
+
+def test_suite_imports_the_services_plainly() -> None:
+    """checkout_suite names the services' code with plain imports, never through importlib."""
+    _require(SUITE)
+    reach_ins = [
+        f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}"
+        for path in sorted((ROOT / SUITE).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and called_name(node) in DYNAMIC_IMPORTERS
+    ]
+    assert reach_ins == []

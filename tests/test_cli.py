@@ -1,6 +1,6 @@
 """The ``checkout-suite`` command line: argument errors, an unreachable suite, and ``up`` for real.
 
-The ``e2e`` tests run ``python -m orchestrator.cli up`` as a subprocess on free ports, exactly as a
+The ``e2e`` tests run ``python -m checkout_suite.cli up`` as a subprocess on free ports, exactly as a
 user would, and stop it with a signal.
 """
 
@@ -23,7 +23,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import SERVICES, ServiceName, app
+from checkout_suite.cli import app
+from checkout_suite.services import SERVICES, ServiceName
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_MARK = "Checkout suite is ready."
@@ -88,7 +89,7 @@ class RunningUp:
 def run_up(tmp_path: Path, *, cwd: Path = ROOT, pythonpath: str = str(ROOT)) -> Iterator[RunningUp]:
     """Start ``up`` on free ports with its SQLite files under ``tmp_path/data``."""
     ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
-    command = [sys.executable, "-m", "orchestrator.cli", "up", "--data-dir", str(tmp_path / "data")]
+    command = [sys.executable, "-m", "checkout_suite.cli", "up", "--data-dir", str(tmp_path / "data")]
     for name, port in ports.items():
         command += [f"--{name}-port", str(port)]
     env = {**os.environ, "PYTHONPATH": pythonpath, "COLUMNS": "200"}
@@ -143,7 +144,7 @@ def test_up_refuses_a_port_already_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "orchestrator.cli", "up", "--data-dir", str(tmp_path)]
+        command = [sys.executable, "-m", "checkout_suite.cli", "up", "--data-dir", str(tmp_path)]
         command += ["--orchestrator-port", str(port)]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
         result = subprocess.run(
@@ -250,7 +251,7 @@ def test_demo_on_a_running_suite_prints_each_checkout(tmp_path: Path) -> None:
         suite.wait_ready()
         url = f"http://127.0.0.1:{suite.ports['orchestrator']}"
         result = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "demo", "--url", url],
+            [sys.executable, "-m", "checkout_suite.cli", "demo", "--url", url],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
             capture_output=True,

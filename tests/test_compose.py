@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.cli import SERVICES
+from checkout_suite.services import SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
@@ -186,7 +186,7 @@ def test_dockerfile_runs_checkout_suite_serve_as_non_root() -> None:
     assert values["USER"] not in ("root", "0")
     assert "HOST=0.0.0.0" in " ".join(v for k, v in instructions if k == "ENV")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["checkout-suite"] == "orchestrator.cli:main"
+    assert scripts["checkout-suite"] == "checkout_suite.cli:main"
 
 
 def test_dockerfile_copies_every_package() -> None:

@@ -2,13 +2,13 @@
 
 Every transition is committed to the journal before the next call is made: a step is marked
 ``running`` (attempt counted) before its call and ``succeeded``/``failed`` after it (a success
-is committed with the next step's start, in one transaction: see ``journaling``). Whatever
+is committed with the next step's start, in one transaction: see ``orchestrator.journal.lease``). Whatever
 point a crash interrupts, the journal says what to do next, and repeating a call is safe because
 each carries an Idempotency-Key derived from checkout, step and action.
 
-The runner never changes a step's or the checkout's row itself: it hands transitions to the
-journal (``journaling.CheckoutJournal``), which sets each value on the rows once it is committed,
-so what the runner decides from is always what a restart would read back.
+The runner never changes a step's or the checkout's record itself: it hands transitions to the
+checkout's lease (``LeasedCheckout``), which applies each one to the records once it is
+committed, so what the runner decides from is always what a restart would read back.
 
 Forward: steps run in the checkout's order; non-members' rewards step is ``skipped``. A
 compensatable step that keeps failing transiently is retried under the step policy, then the
@@ -31,20 +31,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
-from orchestrator.models import Checkout, Step, utcnow
+from orchestrator.journal.journal import CancelRequestedError, Journal
+from orchestrator.journal.lease import LeasedCheckout
+from orchestrator.journal.records import CheckoutRecord, Loaded, StepRecord, Transition, utcnow
 from orchestrator.saga.crashpoints import CrashPoints
-from orchestrator.saga.journaling import CheckoutJournal
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.steps import Compensation, SagaContext, SagaStep, StepKind
 from orchestrator.saga.telemetry import SagaTelemetry
-from orchestrator.store import CancelRequestedError, Journal
+from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatus
 
 T = TypeVar("T")
 
 FORWARD_DONE, FORWARD_FAILED, FORWARD_PARKED = "done", "failed", "parked"
 
 
-def context_of(checkout: Checkout) -> SagaContext:
+def context_of(checkout: CheckoutRecord) -> SagaContext:
     """The saga's view of a recorded checkout."""
     return SagaContext(
         checkout_id=str(checkout.id),
@@ -77,65 +78,61 @@ class SagaRunner:
         self.telemetry = telemetry or SagaTelemetry()
 
     async def drive(
-        self,
-        checkout_id: uuid.UUID,
-        token: int,
-        loaded: tuple[Checkout, list[Step]] | None = None,
-    ) -> None:
+        self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None = None
+    ) -> Loaded | None:
         """Take the checkout from wherever its journal stands to completed, failed or parked.
 
         ``loaded``: the checkout and steps as just recorded (a checkout this replica created), to
-        spare reading them back.
+        spare reading them back. Returns them as the journal holds them once the drive ends
+        (None for a checkout that does not exist).
         """
         with self.telemetry.driving(checkout_id):
-            await self._drive(CheckoutJournal(self.journal, checkout_id, token), loaded)
-
-    async def _drive(
-        self, journal: CheckoutJournal, loaded: tuple[Checkout, list[Step]] | None
-    ) -> None:
-        checkout_id = journal.checkout_id
-        if loaded is None:
-            loaded = await self.journal.load(checkout_id)
             if loaded is None:
-                return
-        checkout, rows = loaded
-        if checkout.status not in ("pending", "running"):
-            return
+                loaded = await self.journal.load(checkout_id)
+                if loaded is None:
+                    return None
+            lease = LeasedCheckout(self.journal, loaded, token)
+            if lease.checkout.status in UNFINISHED_STATUSES:
+                await self._drive(lease)
+            return lease.loaded()
+
+    async def _drive(self, journal: LeasedCheckout) -> None:
+        checkout_id, checkout, by_name = journal.checkout_id, journal.checkout, journal.steps
         ctx = context_of(checkout)
-        by_name = {row.name: row for row in rows}
-        journal.mirror(checkout, by_name)
-        order = [row.name for row in sorted(rows, key=lambda r: r.position)]
-        if checkout.status == "pending":
-            journal.later(checkout={"status": "running"})
+        order = [step.name for step in journal.loaded()[1]]
+        if checkout.status == CheckoutStatus.pending:
+            journal.later(Transition.of_checkout(status=CheckoutStatus.running))
         if checkout.error is None:
             outcome = await self._forward(journal, ctx, order, by_name, checkout.deadline_at)
             if outcome == FORWARD_PARKED:
                 return
             if outcome == FORWARD_DONE:
-                await journal.record(checkout={"status": "completed"})
-                self.telemetry.checkout_finished(checkout_id, "completed")
+                await journal.record(Transition.of_checkout(status=CheckoutStatus.completed))
+                self.telemetry.checkout_finished(checkout_id, CheckoutStatus.completed)
                 return
         await self._compensate(journal, ctx, order, by_name)
-        await journal.record(checkout={"status": "failed"})
-        self.telemetry.checkout_finished(checkout_id, "failed")
+        await journal.record(Transition.of_checkout(status=CheckoutStatus.failed))
+        self.telemetry.checkout_finished(checkout_id, CheckoutStatus.failed)
 
     async def _forward(
         self,
-        journal: CheckoutJournal,
+        journal: LeasedCheckout,
         ctx: SagaContext,
         order: list[str],
-        rows: dict[str, Step],
+        rows: dict[str, StepRecord],
         deadline_at: float | None,
     ) -> str:
         """Run the steps not yet done: done, failed (its error recorded) or parked."""
         checkout_id = journal.checkout_id
         for name in order:
             row = rows[name]
-            if row.status in ("succeeded", "skipped"):
+            if row.status in (StepStatus.succeeded, StepStatus.skipped):
                 continue
             step = self.steps[name]
             if not step.applies(ctx):
-                journal.later(step=(name, {"status": "skipped", "finished_at": utcnow()}))
+                journal.later(
+                    Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
+                )
                 continue
             retriable = step.kind is StepKind.RETRIABLE
             try:
@@ -166,68 +163,67 @@ class SagaRunner:
 
     async def _fail(
         self,
-        journal: CheckoutJournal,
-        row: Step | None,
+        journal: LeasedCheckout,
+        row: StepRecord | None,
         failure: dict[str, Any],
         exc: StepError | None = None,
     ) -> None:
         """Record why the checkout fails (and the failing step's state) in one transition."""
-        step = None
+        transition = Transition.of_checkout(error=json.dumps(failure))
         if row is not None and exc is not None:
-            step = (
-                row.name,
-                {
-                    "status": "failed",
-                    "error": json.dumps(exc.as_json()),
-                    "http_status": exc.http_status,
-                    "finished_at": utcnow(),
-                },
+            transition = transition.then(
+                Transition.of_step(
+                    row.name,
+                    status=StepStatus.failed,
+                    error=json.dumps(exc.as_json()),
+                    http_status=exc.http_status,
+                    finished_at=utcnow(),
+                )
             )
-        await journal.record(checkout={"error": json.dumps(failure)}, step=step)
+        await journal.record(transition)
         self.telemetry.checkout_failing(journal.checkout_id, failure, row.attempts if row else None)
 
     async def _attempt(
         self,
-        journal: CheckoutJournal,
+        journal: LeasedCheckout,
         step: SagaStep,
         ctx: SagaContext,
-        row: Step,
+        row: StepRecord,
         policy: RetryPolicy,
     ) -> None:
         """Call the step forward under ``policy``, journaling every attempt before and after it."""
         async for attempt in policy.attempts():
             with attempt:
-                values: dict[str, Any] = {"status": "running", "attempts": row.attempts + 1}
+                values: dict[str, Any] = {
+                    "status": StepStatus.running,
+                    "attempts": row.attempts + 1,
+                }
                 if row.started_at is None:
                     values["started_at"] = utcnow()
                 # Starting the first step that cannot be undone passes the pivot: from then on the
                 # checkout can no longer be cancelled. Checked against a pending cancel atomically.
-                pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else None
-                await journal.record(
-                    checkout=pivot, step=(step.name, values), unless_cancelled=True
-                )
+                pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else {}
+                await journal.record(Transition(pivot, {step.name: values}), unless_cancelled=True)
                 result = await self._call(journal, step, ctx, row, "call", step.execute)
                 # Committed with the next step's start (or the checkout's end), before any call.
                 journal.later(
-                    step=(
+                    Transition.of_step(
                         step.name,
-                        {
-                            "status": "succeeded",
-                            "result": json.dumps(result[1]),
-                            "http_status": result[0],
-                            "error": None,
-                            "finished_at": utcnow(),
-                        },
+                        status=StepStatus.succeeded,
+                        result=json.dumps(result[1]),
+                        http_status=result[0],
+                        error=None,
+                        finished_at=utcnow(),
                     )
                 )
                 return
 
     async def _call(
         self,
-        journal: CheckoutJournal,
+        journal: LeasedCheckout,
         step: SagaStep,
         ctx: SagaContext,
-        row: Step,
+        row: StepRecord,
         phase: str,
         call: Callable[[SagaContext], Awaitable[T]],
     ) -> T:
@@ -245,7 +241,7 @@ class SagaRunner:
                 else {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
             )
             await journal.record(
-                step=(step.name, {"error": json.dumps(error), "http_status": exc.http_status})
+                Transition.of_step(step.name, error=json.dumps(error), http_status=exc.http_status)
             )
             raise
         self.crash.reach(f"{step.name}:after_{phase}")
@@ -253,10 +249,10 @@ class SagaRunner:
 
     async def _compensate(
         self,
-        journal: CheckoutJournal,
+        journal: LeasedCheckout,
         ctx: SagaContext,
         order: list[str],
-        rows: dict[str, Step],
+        rows: dict[str, StepRecord],
     ) -> None:
         """Undo completed steps, and steps that may have taken effect, in reverse order.
 
@@ -264,19 +260,21 @@ class SagaRunner:
         """
         for name in reversed(order):
             row, step = rows[name], self.steps[name]
-            if row.status == "pending":
-                await journal.record(step=(name, {"status": "skipped", "finished_at": utcnow()}))
-            elif row.status == "succeeded":
+            if row.status == StepStatus.pending:
+                await journal.record(
+                    Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
+                )
+            elif row.status == StepStatus.succeeded:
                 await self._undo(journal, step, ctx, row, json.loads(row.result or "{}"))
-            elif row.status in ("running", "failed") and self._maybe_applied(row):
+            elif row.status in (StepStatus.running, StepStatus.failed) and self._maybe_applied(row):
                 await self._undo(journal, step, ctx, row, None)
 
     async def _undo(
         self,
-        journal: CheckoutJournal,
+        journal: LeasedCheckout,
         step: SagaStep,
         ctx: SagaContext,
-        row: Step,
+        row: StepRecord,
         result: dict[str, Any] | None,
     ) -> None:
         """Compensate one step (``result`` None: its outcome is unknown), retrying until accepted."""
@@ -292,14 +290,12 @@ class SagaRunner:
             # A compensation the service refuses cannot succeed by retrying; record it for an operator.
             self.telemetry.compensation_abandoned(journal.checkout_id, step.name, exc)
             await journal.record(
-                step=(
+                Transition.of_step(
                     step.name,
-                    {
-                        "error": json.dumps(
-                            {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
-                        )
-                    },
-                ),
+                    error=json.dumps(
+                        {**json.loads(row.error or "{}"), "compensation": exc.as_json()}
+                    ),
+                )
             )
             return
         # The step's forward error (if any) stays: it says why this step had to be undone.
@@ -308,20 +304,20 @@ class SagaRunner:
             "http_status": done.http_status,
         }
         if done.undid:
-            values |= {"status": "compensated", "compensated_at": utcnow()}
+            values |= {"status": StepStatus.compensated, "compensated_at": utcnow()}
         else:
             # Its effect never landed, and the void means it never will: the step simply failed.
-            values |= {"status": "failed", "finished_at": row.finished_at or utcnow()}
-        await journal.record(step=(step.name, values))
+            values |= {"status": StepStatus.failed, "finished_at": row.finished_at or utcnow()}
+        await journal.record(Transition(steps={step.name: values}))
 
     @staticmethod
-    def _maybe_applied(row: Step) -> bool:
+    def _maybe_applied(row: StepRecord) -> bool:
         """Whether a step that did not succeed may still have taken effect.
 
         Only a step whose one and only call was refused surely did nothing: with several
         attempts, an earlier one may have timed out and still be on its way.
         """
-        if row.status == "running" or row.attempts > 1:
+        if row.status == StepStatus.running or row.attempts > 1:
             return True
         error = json.loads(row.error or "{}")
         return bool(error.get("retryable"))

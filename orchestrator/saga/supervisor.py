@@ -20,9 +20,9 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import TaskGroup
 
-from orchestrator.models import Checkout, Step
+from orchestrator.journal.journal import Journal, LeaseLostError
+from orchestrator.journal.records import Loaded
 from orchestrator.saga.runner import SagaRunner
-from orchestrator.store import Journal, LeaseLostError
 from servicekit.logs import get_logger
 
 log = get_logger("orchestrator.supervisor")
@@ -41,8 +41,9 @@ class Supervisor:
         self.grace_s = grace_s
         self._group: TaskGroup | None = None
         self._in_flight: dict[uuid.UUID, int] = {}
-        # Each running saga's task; its result says whether the drive ended without an error.
-        self._sagas: dict[uuid.UUID, asyncio.Task[bool]] = {}
+        # Each running saga's task; its result is the checkout as the journal holds it once the
+        # drive ended without an error, else None.
+        self._sagas: dict[uuid.UUID, asyncio.Task[Loaded | None]] = {}
         self.accepting = False
 
     @property
@@ -50,12 +51,7 @@ class Supervisor:
         """How many checkouts this replica is driving now."""
         return len(self._in_flight)
 
-    def start(
-        self,
-        checkout_id: uuid.UUID,
-        token: int,
-        loaded: tuple[Checkout, list[Step]] | None = None,
-    ) -> None:
+    def start(self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None = None) -> None:
         """Drive a checkout this replica holds the lease of, in the background.
 
         ``loaded``: the checkout and its steps as just recorded, when this replica created it.
@@ -67,25 +63,26 @@ class Supervisor:
         self._sagas[checkout_id] = saga
         saga.add_done_callback(functools.partial(self._forget, checkout_id))
 
-    async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> bool:
+    async def wait(self, checkout_id: uuid.UUID, timeout_s: float) -> Loaded | None:
         """Wait until the checkout's saga ends here, or ``timeout_s`` passes.
 
-        True when it ended within the time without an error: then the rows given to ``start``
-        as ``loaded`` are what its journal holds (the runner keeps them so), ready to answer from.
+        This is where a request that placed a checkout gets its answer without reading it back:
+        a drive that ended within the time without an error returns the checkout and its steps
+        as the journal holds them (``LeasedCheckout`` applies every committed transition to
+        them, and nothing else). None otherwise: then the caller reads the journal.
         """
         saga = self._sagas.get(checkout_id)
         if saga is None:
-            return False
+            return None
         # ``wait``, not ``wait_for``: it never cancels the saga, even when the time runs out.
         await asyncio.wait((saga,), timeout=timeout_s)
-        return saga.done() and not saga.cancelled() and saga.result()
+        return saga.result() if saga.done() and not saga.cancelled() else None
 
     async def _drive(
-        self, checkout_id: uuid.UUID, token: int, loaded: tuple[Checkout, list[Step]] | None
-    ) -> bool:
+        self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None
+    ) -> Loaded | None:
         try:
-            await self.runner.drive(checkout_id, token, loaded)
-            return True
+            return await self.runner.drive(checkout_id, token, loaded)
         except LeaseLostError as exc:
             log.warning(
                 "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)
@@ -95,9 +92,9 @@ class Supervisor:
             log.exception("saga interrupted", checkout_id=str(checkout_id), outcome="error")
         finally:
             self._in_flight.pop(checkout_id, None)
-        return False
+        return None
 
-    def _forget(self, checkout_id: uuid.UUID, saga: asyncio.Task[bool]) -> None:
+    def _forget(self, checkout_id: uuid.UUID, saga: asyncio.Task[Loaded | None]) -> None:
         # Only this drive's task: a later drive of the same checkout may have started meanwhile.
         if self._sagas.get(checkout_id) is saga:
             del self._sagas[checkout_id]

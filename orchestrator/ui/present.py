@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.schemas import TERMINAL_STATUSES, CheckoutPublic, StepPublic
+from orchestrator.schemas import CheckoutPublic, StepPublic
+from orchestrator.statuses import TERMINAL_STATUSES
 
 # Nice axis steps, in seconds: 1-2-5 from a millisecond, then minutes and hours.
 _AXIS_STEPS = [m * 10.0**e for e in range(-3, 2) for m in (1, 2, 5)] + [

@@ -3,7 +3,7 @@ cost does not grow with the number of checkouts stored, except the counts (one p
 
 - the list is ``views.list_checkouts`` (keyset on ``(created_at, id)``, or ``(status, …)`` /
   ``(customer_id, …)`` when filtered), one page plus one ``IN`` query for its steps;
-- search by checkout id is ``session.get`` (the primary key);
+- search by checkout id is a primary-key lookup (``Journal.load``);
 - the counts per status are one ``GROUP BY status``, answered from an index that starts with
   ``status`` (SQLite: a covering index scan; PostgreSQL: an index-only scan once vacuumed),
   and shared by the requests of the next two seconds.
@@ -16,15 +16,13 @@ import uuid
 import weakref
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
-from sqlmodel import col
-
 from orchestrator import views
-from orchestrator.models import Checkout
+from orchestrator.journal import checkouts
+from orchestrator.journal.journal import Journal
 from orchestrator.schemas import CheckoutPublic
-from orchestrator.store import Journal
+from orchestrator.statuses import CheckoutStatus
 
-STATUSES = ("pending", "running", "completed", "failed")
+STATUSES = tuple(CheckoutStatus)
 # Under the page's polling interval (4 s): counts lag the rows by at most this much.
 COUNTS_MAX_AGE_S = 2.0
 _counts: weakref.WeakKeyDictionary[Journal, tuple[float, dict[str, int]]] = (
@@ -49,11 +47,6 @@ def as_uuid(text: str | None) -> uuid.UUID | None:
         return None
 
 
-def status_counts_query() -> Select[str, int]:
-    """``SELECT status, count(*) FROM checkout GROUP BY status``."""
-    return select(col(Checkout.status), func.count()).group_by(col(Checkout.status))
-
-
 async def status_counts(journal: Journal) -> dict[str, int]:
     """How many checkouts have each status (every status present, zero included).
 
@@ -64,10 +57,7 @@ async def status_counts(journal: Journal) -> dict[str, int]:
     cached = _counts.get(journal)
     if cached is not None and now - cached[0] < COUNTS_MAX_AGE_S:
         return dict(cached[1])
-    async with journal.session() as session:
-        rows = (await session.execute(status_counts_query())).all()
-    counts = dict.fromkeys(STATUSES, 0)
-    counts.update({status: int(count) for status, count in rows})
+    counts = await checkouts.status_counts(journal.database)
     _counts[journal] = (now, counts)
     return dict(counts)
 

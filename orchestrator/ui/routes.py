@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from orchestrator.api import JournalDep
 from orchestrator.errors import InvalidCursorError
-from orchestrator.schemas import TERMINAL_STATUSES
-from orchestrator.store import Journal
+from orchestrator.journal.journal import Journal
+from orchestrator.statuses import TERMINAL_STATUSES
 from orchestrator.ui import present, queries
 
 router = APIRouter(include_in_schema=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
+from checkout_suite.cli import app
 from tests.migrations.helpers import INITIAL, SERVICES, differences, version_of
 
 runner = CliRunner()

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _start_migrate(name: str, url: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "migrate", name, "--database-url", url],
+        [sys.executable, "-m", "checkout_suite.cli", "migrate", name, "--database-url", url],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

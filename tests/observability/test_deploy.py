@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.cli import SERVICES
+from checkout_suite.services import SERVICES
 from servicekit.tracing import requested_exporters
 
 ROOT = Path(__file__).resolve().parents[2]

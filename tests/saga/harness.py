@@ -16,22 +16,23 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col
 
-from orchestrator.models import Checkout, OrchestratorTable, Step
+from orchestrator.journal import records
+from orchestrator.journal.journal import Journal, LeaseLostError
+from orchestrator.journal.records import CheckoutRecord, Loaded, Transition
+from orchestrator.models import OrchestratorTable
 from orchestrator.saga.crashpoints import CrashPoints
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
-from orchestrator.store import Journal, LeaseLostError
-from servicekit.db import create_async_db_engine
+from servicekit.db.database import Database
+from servicekit.db.engines import create_sync_engine
+from servicekit.db.statements import SQL
 from tests.saga.fake_steps import fake_steps
 from tests.saga.fakes import Crash, FakeServices
 
@@ -42,23 +43,25 @@ MAX_INTERRUPTIONS = 200
 
 
 @asynccontextmanager
-async def journal_engine(path: Path) -> AsyncIterator[AsyncEngine]:
-    """An async engine on a new SQLite file holding the orchestrator's tables."""
-    engine = create_async_db_engine(f"sqlite:///{path}")
+async def journal_database(path: Path) -> AsyncIterator[Database]:
+    """The journal's database on a new SQLite file holding the orchestrator's tables."""
+    url = f"sqlite:///{path}"
+    engine = create_sync_engine(url)
+    OrchestratorTable.metadata.create_all(engine)
+    engine.dispose()
+    database = Database.open(url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(OrchestratorTable.metadata.create_all)
-        yield engine
+        yield database
     finally:
-        await engine.dispose()
+        await database.close()
 
 
-def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -> Checkout:
+def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -> CheckoutRecord:
     """A checkout row filled as ``orchestrator.api._new_checkout`` fills it: 2 x 19.99 USD."""
     customer: dict[str, Any] = {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace"}
     customer["rewards_member"] = member
     items = [{"sku": "SKU-001", "quantity": 2, "unit_price": "19.99"}]
-    return Checkout(
+    return records.new_checkout(
         customer_id="c-42",
         customer=json.dumps(customer),
         items=json.dumps(items),
@@ -74,7 +77,7 @@ def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -
 class Run:
     """One checkout's journey: the replica driving it now and what happened on the way."""
 
-    engine: AsyncEngine
+    database: Database
     services: FakeServices
     checkout_id: uuid.UUID
     journal: Journal
@@ -94,7 +97,7 @@ class Run:
             journal or self.journal, steps, POLICY, self.crash_points, resume_delay_s=0
         )
 
-    async def load(self) -> tuple[Checkout, list[Step]]:
+    async def load(self) -> Loaded:
         loaded = await self.journal.load(self.checkout_id)
         assert loaded is not None
         return loaded
@@ -102,8 +105,8 @@ class Run:
     async def snapshot(self) -> Any:
         """The checkout and step rows as plain data, for comparing before and after."""
         checkout, steps = await self.load()
-        rows = sorted((s.model_dump() for s in steps), key=lambda s: s["position"])
-        return checkout.model_dump(), rows
+        rows = sorted((asdict(s) for s in steps), key=lambda s: s["position"])
+        return asdict(checkout), rows
 
     async def request_cancel(self) -> bool:
         """An operator asks to cancel (accepted only before the pivot)."""
@@ -113,13 +116,10 @@ class Run:
 
     async def pass_deadline(self) -> None:
         """The clock passes the checkout's deadline."""
-        async with self.journal.session() as session:
-            await session.execute(
-                update(Checkout)
-                .where(col(Checkout.id) == self.checkout_id)
-                .values(deadline_at=time.time() - 1)
-            )
-            await session.commit()
+        await self.database.execute(
+            SQL("UPDATE checkout SET deadline_at = :at WHERE id = :id"),
+            {"at": time.time() - 1, "id": self.checkout_id},
+        )
         self.deadline_passed = True
 
     async def between_drives(self) -> None:
@@ -158,7 +158,7 @@ class Run:
         """A new replica claims the checkout once it is due; the previous owner is fenced out."""
         previous, previous_token = self.journal, self.token
         owner = f"replica-{len(self.crashes) + self.parks}"
-        successor = Journal(self.engine, owner=owner, lease_ttl_s=LEASE_TTL_S)
+        successor = Journal(self.database, owner=owner, lease_ttl_s=LEASE_TTL_S)
         with anyio.fail_after(5):
             while (token := await successor.claim(self.checkout_id)) is None:
                 await anyio.sleep(LEASE_TTL_S)
@@ -166,11 +166,13 @@ class Run:
         self.journal, self.token = successor, token
         before = await self.snapshot()
         with pytest.raises(LeaseLostError):
-            await previous.record(
+            await previous.commit(
                 self.checkout_id,
                 previous_token,
-                checkout={"status": "failed", "error": None},
-                step=(before[1][0]["name"], {"status": "pending"}),
+                Transition(
+                    {"status": "failed", "error": None},
+                    {before[1][0]["name"]: {"status": "pending"}},
+                ),
             )
         assert await self.snapshot() == before
 
@@ -179,7 +181,7 @@ class Run:
         before, services_before = await self.snapshot(), self.services.state()
         calls = self.services.calls
         await self.runner().drive(self.checkout_id, self.token)
-        late = Journal(self.engine, owner="replica-late", lease_ttl_s=LEASE_TTL_S)
+        late = Journal(self.database, owner="replica-late", lease_ttl_s=LEASE_TTL_S)
         assert await late.claim(self.checkout_id) is None
         await self.runner(late).drive(self.checkout_id, self.token + 1)
         assert await self.snapshot() == before
@@ -188,7 +190,7 @@ class Run:
 
 
 async def start(
-    engine: AsyncEngine,
+    database: Database,
     services: FakeServices,
     *,
     member: bool,
@@ -198,12 +200,12 @@ async def start(
     cancel_at: int | None = None,
 ) -> Run:
     """Record a new checkout (deadline in an hour), leased to replica-0 with token 1."""
-    journal = Journal(engine, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
+    journal = Journal(database, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
     checkout = new_checkout(member=member, order=order, deadline_at=time.time() + 3600)
     await journal.create(checkout, order)
     assert checkout.lease_token == 1
     return Run(
-        engine,
+        database,
         services,
         checkout.id,
         journal,

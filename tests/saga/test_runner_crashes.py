@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.models import Step
+from orchestrator.journal.journal import Journal, LeaseLostError
+from orchestrator.journal.records import StepRecord, Transition
 from orchestrator.saga.runner import SagaRunner
-from orchestrator.store import Journal, LeaseLostError
+from servicekit.db.database import Database
 from tests.saga.fake_steps import fake_steps
 from tests.saga.fakes import CrashAt, FakeServices, Fault, FaultPlan
 from tests.saga.harness import (
     POLICY,
     Run,
     assert_saga_invariants,
-    journal_engine,
+    journal_database,
     new_checkout,
     start,
 )
@@ -35,13 +35,13 @@ FORWARD_POINTS = [f"{s}:{p}" for s in ORDER for p in ("before_call", "after_call
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with journal_engine(tmp_path / "orchestrator.db") as engine:
-        yield engine
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    async with journal_database(tmp_path / "orchestrator.db") as database:
+        yield database
 
 
 async def drive(
-    engine: AsyncEngine,
+    database: Database,
     *,
     order: list[str] = ORDER,
     member: bool = True,
@@ -52,7 +52,7 @@ async def drive(
     """Drive one checkout to its end across crashes and parks; check it; drive it again."""
     services = FakeServices(FaultPlan(faults))
     run = await start(
-        engine, services, member=member, order=order, crash_points=CrashAt(points), **when
+        database, services, member=member, order=order, crash_points=CrashAt(points), **when
     )
     await run.drive_to_the_end()
     await assert_saga_invariants(run)
@@ -60,11 +60,11 @@ async def drive(
     return run
 
 
-def step(steps: list[Step], name: str) -> Step:
+def step(steps: list[StepRecord], name: str) -> StepRecord:
     return next(s for s in steps if s.name == name)
 
 
-def statuses(steps: list[Step]) -> list[str]:
+def statuses(steps: list[StepRecord]) -> list[str]:
     return [s.status for s in sorted(steps, key=lambda s: s.position)]
 
 
@@ -72,9 +72,9 @@ def calls(run: Run, service: str, action: str) -> int:
     return sum(1 for s, a, _ in run.services.plan.taken if (s, a) == (service, action))
 
 
-async def test_a_checkout_without_faults_completes(engine: AsyncEngine) -> None:
+async def test_a_checkout_without_faults_completes(database: Database) -> None:
     """With no fault, one replica completes the checkout: one reservation, one credit, one email."""
-    run = await drive(engine)
+    run = await drive(database)
     checkout, steps = await run.load()
     assert checkout.status == "completed"
     assert (run.crashes, run.parks, run.token) == ([], 0, 1)
@@ -83,10 +83,10 @@ async def test_a_checkout_without_faults_completes(engine: AsyncEngine) -> None:
 
 @pytest.mark.parametrize("point", FORWARD_POINTS)
 async def test_a_crash_around_a_forward_call_is_resumed_by_another_replica(
-    engine: AsyncEngine, point: str
+    database: Database, point: str
 ) -> None:
     """A replica dying just before or after a step's call hands over; each effect happens once."""
-    run = await drive(engine, points=[point])
+    run = await drive(database, points=[point])
     checkout, steps = await run.load()
     name = point.split(":")[0]
     assert checkout.status == "completed"
@@ -112,11 +112,11 @@ async def test_a_crash_around_a_forward_call_is_resumed_by_another_replica(
     ],
 )
 async def test_a_crash_around_a_compensation_is_resumed_by_another_replica(
-    engine: AsyncEngine, point: str, order: list[str], refused: str
+    database: Database, point: str, order: list[str], refused: str
 ) -> None:
     """A replica dying just before or after undoing a step hands over; every effect is undone once."""
     run = await drive(
-        engine, order=order, faults={(refused, "execute"): [Fault.REFUSE]}, points=[point]
+        database, order=order, faults={(refused, "execute"): [Fault.REFUSE]}, points=[point]
     )
     checkout, steps = await run.load()
     assert checkout.status == "failed"
@@ -129,11 +129,11 @@ async def test_a_crash_around_a_compensation_is_resumed_by_another_replica(
 
 @pytest.mark.parametrize("failing", ["warehouse", "rewards"])
 async def test_a_request_still_on_its_way_when_the_checkout_failed_is_refused_on_arrival(
-    engine: AsyncEngine, failing: str
+    database: Database, failing: str
 ) -> None:
     """Requests held in the network past the deadline: the void bars them, so they land as refusals."""
     faults = {(failing, "execute"): [Fault.LATE] * 3}
-    run = await drive(engine, faults=faults, deadline_after_parks=0)
+    run = await drive(database, faults=faults, deadline_after_parks=0)
     checkout, steps = await run.load()
     cid = str(run.checkout_id)
     assert checkout.status == "failed"
@@ -150,11 +150,11 @@ async def test_a_request_still_on_its_way_when_the_checkout_failed_is_refused_on
 
 
 async def test_a_refusal_after_a_timed_out_attempt_still_voids_the_step(
-    engine: AsyncEngine,
+    database: Database,
 ) -> None:
     """A reservation refused on its second attempt may have landed on its first: it is voided too."""
     faults = {("warehouse", "execute"): [Fault.LATE, Fault.REFUSE]}
-    run = await drive(engine, faults=faults)
+    run = await drive(database, faults=faults)
     checkout, steps = await run.load()
     cid = str(run.checkout_id)
     assert checkout.status == "failed"
@@ -166,7 +166,7 @@ async def test_a_refusal_after_a_timed_out_attempt_still_voids_the_step(
 
 @pytest.mark.parametrize("failing", ["warehouse", "rewards"])
 async def test_a_crash_while_retrying_the_failed_steps_compensation_still_undoes_it(
-    engine: AsyncEngine, failing: str
+    database: Database, failing: str
 ) -> None:
     """The failed step's effect is still undone when its compensation erred once, then a replica died."""
     faults = {
@@ -174,7 +174,7 @@ async def test_a_crash_while_retrying_the_failed_steps_compensation_still_undoes
         (failing, "compensate"): [Fault.TRANSIENT, Fault.CRASH_BEFORE],
     }
     services = FakeServices(FaultPlan(faults))
-    run = await start(engine, services, member=True, order=ORDER, deadline_after_parks=0)
+    run = await start(database, services, member=True, order=ORDER, deadline_after_parks=0)
     await run.drive_to_the_end()
     checkout, steps = await run.load()
     cid = str(run.checkout_id)
@@ -189,11 +189,11 @@ async def test_a_crash_while_retrying_the_failed_steps_compensation_still_undoes
 
 
 async def test_an_outage_before_the_deadline_parks_the_checkout_until_it_passes(
-    engine: AsyncEngine,
+    database: Database,
 ) -> None:
     """A step out of attempts before the deadline parks the checkout; a replica resumes and completes it."""
     faults = {("rewards", "execute"): [Fault.LOST] * 3 + [Fault.TRANSIENT] * 3}
-    run = await drive(engine, faults=faults)
+    run = await drive(database, faults=faults)
     checkout, steps = await run.load()
     assert checkout.status == "completed"
     assert (run.parks, run.crashes) == (2, [])
@@ -201,10 +201,10 @@ async def test_an_outage_before_the_deadline_parks_the_checkout_until_it_passes(
     assert len(run.services.transactions_of(str(run.checkout_id), "credit")) == 1
 
 
-async def test_an_outage_past_the_deadline_fails_and_compensates(engine: AsyncEngine) -> None:
+async def test_an_outage_past_the_deadline_fails_and_compensates(database: Database) -> None:
     """Once the deadline has passed, a step out of attempts fails the checkout; earlier steps are undone."""
     run = await drive(
-        engine, faults={("rewards", "execute"): [Fault.TRANSIENT] * 6}, deadline_after_parks=1
+        database, faults={("rewards", "execute"): [Fault.TRANSIENT] * 6}, deadline_after_parks=1
     )
     checkout, steps = await run.load()
     assert checkout.status == "failed"
@@ -213,9 +213,9 @@ async def test_an_outage_past_the_deadline_fails_and_compensates(engine: AsyncEn
     assert statuses(steps) == ["compensated", "failed", "skipped"]
 
 
-async def test_a_cancel_before_the_pivot_fails_and_compensates(engine: AsyncEngine) -> None:
+async def test_a_cancel_before_the_pivot_fails_and_compensates(database: Database) -> None:
     """An operator's cancel while the reservation is made stops the checkout before the email."""
-    run = await drive(engine, faults={("warehouse", "execute"): [Fault.CANCEL]})
+    run = await drive(database, faults={("warehouse", "execute"): [Fault.CANCEL]})
     checkout, steps = await run.load()
     assert run.cancels == [True]
     assert checkout.status == "failed"
@@ -224,17 +224,17 @@ async def test_a_cancel_before_the_pivot_fails_and_compensates(engine: AsyncEngi
     assert run.services.emails == {}
 
 
-async def test_a_cancel_after_the_pivot_is_refused(engine: AsyncEngine) -> None:
+async def test_a_cancel_after_the_pivot_is_refused(database: Database) -> None:
     """Once the confirmation email step has started, a cancel is refused and the checkout completes."""
-    run = await drive(engine, faults={("email", "execute"): [Fault.CANCEL]})
+    run = await drive(database, faults={("email", "execute"): [Fault.CANCEL]})
     checkout, _ = await run.load()
     assert run.cancels == [False]
     assert checkout.status == "completed"
 
 
-async def test_a_cancel_while_parked_undoes_the_parked_step(engine: AsyncEngine) -> None:
+async def test_a_cancel_while_parked_undoes_the_parked_step(database: Database) -> None:
     """A parked checkout cancelled by an operator undoes the step that may have applied, and all before it."""
-    run = await drive(engine, faults={("rewards", "execute"): [Fault.LOST] * 3}, cancel_at=1)
+    run = await drive(database, faults={("rewards", "execute"): [Fault.LOST] * 3}, cancel_at=1)
     checkout, steps = await run.load()
     assert (run.parks, run.cancels) == (1, [True])
     assert json.loads(checkout.error or "")["kind"] == "cancelled"
@@ -242,20 +242,20 @@ async def test_a_cancel_while_parked_undoes_the_parked_step(engine: AsyncEngine)
 
 
 async def test_a_live_lease_cannot_be_claimed_and_a_lost_one_fences_the_old_owner(
-    engine: AsyncEngine,
+    database: Database,
 ) -> None:
     """No replica claims a live lease; once another took it, the old owner can neither write nor call."""
     services = FakeServices()
-    old = Journal(engine, owner="old", lease_ttl_s=30)
+    old = Journal(database, owner="old", lease_ttl_s=30)
     checkout = new_checkout(member=True, order=ORDER, deadline_at=None)
     await old.create(checkout, ORDER)
-    new = Journal(engine, owner="new", lease_ttl_s=30)
+    new = Journal(database, owner="new", lease_ttl_s=30)
     assert await new.claim(checkout.id) is None
     await old.let_go(checkout.id, 1)
     assert await new.claim(checkout.id) == 2
 
     with pytest.raises(LeaseLostError):
-        await old.record(checkout.id, 1, checkout={"status": "failed"})
+        await old.commit(checkout.id, 1, Transition.of_checkout(status="failed"))
     with pytest.raises(LeaseLostError):
         await SagaRunner(old, fake_steps(services), POLICY).drive(checkout.id, 1)
     assert services.calls == 0
@@ -267,11 +267,11 @@ async def test_a_live_lease_cannot_be_claimed_and_a_lost_one_fences_the_old_owne
 
 @pytest.mark.parametrize("refused", [None, "warehouse", "rewards"])
 async def test_a_terminal_checkout_driven_again_changes_nothing(
-    engine: AsyncEngine, refused: str | None
+    database: Database, refused: str | None
 ) -> None:
     """Driving a completed or failed checkout again, as its owner or a new replica, changes nothing."""
     faults = {(refused, "execute"): [Fault.REFUSE]} if refused else {}
-    run = await drive(engine, faults=faults)
+    run = await drive(database, faults=faults)
     await run.replay()
     checkout, _ = await run.load()
     assert checkout.status == ("failed" if refused else "completed")
@@ -279,7 +279,7 @@ async def test_a_terminal_checkout_driven_again_changes_nothing(
 
 @pytest.mark.parametrize(("member", "created_here"), [(True, True), (False, True), (True, False)])
 async def test_every_call_finds_its_step_and_all_before_it_committed(
-    engine: AsyncEngine, member: bool, created_here: bool
+    database: Database, member: bool, created_here: bool
 ) -> None:
     """A success is committed with the next step's start, never later than the next call.
 
@@ -289,10 +289,10 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
     recorded or read back from the journal.
     """
     services = FakeServices()
-    journal = Journal(engine, owner="here", lease_ttl_s=30)
+    journal = Journal(database, owner="here", lease_ttl_s=30)
     checkout = new_checkout(member=member, order=ORDER, deadline_at=None)
     recorded = await journal.create(checkout, ORDER)
-    reader = Journal(engine, owner="reader", lease_ttl_s=30)
+    reader = Journal(database, owner="reader", lease_ttl_s=30)
     seen: dict[str, dict[str, str]] = {}
     steps = fake_steps(services)
 
@@ -309,14 +309,14 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
     for name, step in steps.items():
         step.execute = watched(name, step.execute)  # type: ignore[method-assign]
     fenced = 0
-    record = journal.record
+    commit = journal.commit
 
-    async def counted(*args: Any, **kwargs: Any) -> None:
+    async def counted(*args: Any, **kwargs: Any) -> Transition:
         nonlocal fenced
         fenced += 1
-        await record(*args, **kwargs)
+        return await commit(*args, **kwargs)
 
-    journal.record = counted  # type: ignore[method-assign]
+    journal.commit = counted  # type: ignore[method-assign]
     runner = SagaRunner(journal, steps, POLICY)
     await runner.drive(checkout.id, 1, recorded if created_here else None)
 

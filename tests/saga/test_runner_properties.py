@@ -22,7 +22,7 @@ from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from tests.saga.fakes import SERVICES, CrashAt, FakeServices, Fault, FaultPlan
-from tests.saga.harness import assert_saga_invariants, journal_engine, start
+from tests.saga.harness import assert_saga_invariants, journal_database, start
 
 PHASES = ("before_call", "after_call", "before_compensate", "after_compensate")
 CRASH_POINTS = [f"{service}:{phase}" for service in SERVICES for phase in PHASES]
@@ -57,8 +57,8 @@ def fault_plans(**overrides: st.SearchStrategy[list[Fault]]) -> st.SearchStrateg
 
 
 async def run_one(path: Path, order: list[str], member: bool, plan: FaultPlan, **when: Any) -> None:
-    async with journal_engine(path) as engine:
-        run = await start(engine, FakeServices(plan), member=member, order=order, **when)
+    async with journal_database(path) as database:
+        run = await start(database, FakeServices(plan), member=member, order=order, **when)
         await run.drive_to_the_end()
         await assert_saga_invariants(run)
         await run.replay()

@@ -1,0 +1,137 @@
+"""``checkout-suite``: run the whole suite locally, run one service, migrate, or try it with a demo.
+
+- ``up`` starts the four services as child processes and stops them on Ctrl-C or SIGTERM
+  (``checkout_suite.processes``).
+- ``serve NAME`` runs one service in the foreground (what the container image runs).
+- ``migrate NAME|all`` upgrades database schemas without starting a service
+  (``checkout_suite.migrate``).
+- ``demo`` posts sample checkouts to a running suite and prints the outcome as a table
+  (``checkout_suite.demo``).
+
+This module is the Typer app only: options, help texts and exit codes; the work is elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from checkout_suite.credentials import DEV_API_KEY
+from checkout_suite.demo import run_demo
+from checkout_suite.migrate import MigrateTarget, run_migrate
+from checkout_suite.processes import run_suite
+from checkout_suite.processes import serve as serve_service
+from checkout_suite.services import SERVICES, ServiceName
+
+app = typer.Typer(
+    name="checkout-suite",
+    help="Run and try the checkout suite: an orchestrator plus warehouse, rewards and email services.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path, typer.Option(help="Directory of the SQLite databases (one file per service).")
+    ] = Path("data"),
+    host: Annotated[str, typer.Option(help="Address every service binds to.")] = "127.0.0.1",
+    orchestrator_port: Annotated[int, typer.Option()] = SERVICES["orchestrator"].port,
+    email_port: Annotated[int, typer.Option()] = SERVICES["email"].port,
+    warehouse_port: Annotated[int, typer.Option()] = SERVICES["warehouse"].port,
+    rewards_port: Annotated[int, typer.Option()] = SERVICES["rewards"].port,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds each start phase may take to answer /readyz.")
+    ] = 30.0,
+    grace_period: Annotated[
+        float, typer.Option(help="Seconds to let the services stop before killing them.")
+    ] = 10.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level of the services.")] = "info",
+) -> None:
+    """Start all four services on SQLite, with a demo catalog in the warehouse, until Ctrl-C."""
+    ports = {
+        "orchestrator": orchestrator_port,
+        "email": email_port,
+        "warehouse": warehouse_port,
+        "rewards": rewards_port,
+    }
+    code = run_suite(
+        ports,
+        data_dir=data_dir,
+        host=host,
+        ready_timeout=ready_timeout,
+        grace_period=grace_period,
+        log_level=log_level,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    name: Annotated[ServiceName, typer.Argument(help="The service to run.")],
+    host: Annotated[str, typer.Option(envvar="HOST", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(envvar="PORT", help="Port (default: the service's own, 8000–8003)."),
+    ] = None,
+) -> None:
+    """Run one service in the foreground (no demo data); settings come from the environment."""
+    serve_service(name.value, host=host, port=port)
+
+
+@app.command()
+def migrate(
+    name: Annotated[
+        MigrateTarget, typer.Argument(help="The service whose database to upgrade, or all.")
+    ],
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DATABASE_URL",
+            help="The service's database (default: its own default, sqlite:///data/NAME.db).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="With all: the directory of the SQLite databases `up` uses.")
+    ] = Path("data"),
+    revision: Annotated[str, typer.Option(help="The revision to reach (one service).")] = "head",
+) -> None:
+    """Upgrade a database's schema to its latest migration without starting the service."""
+    code = run_migrate(name, database_url=database_url, data_dir=data_dir, revision=revision)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    url: Annotated[
+        str, typer.Option(help="Base URL of the orchestrator.")
+    ] = "http://127.0.0.1:8000",
+    wait: Annotated[
+        float, typer.Option(help="Seconds to follow a checkout still running after its 202.")
+    ] = 60.0,
+    api_key: Annotated[
+        str,
+        typer.Option(
+            envvar="CHECKOUT_API_KEY",
+            help="Bearer key for the orchestrator (default: up's dev key).",
+        ),
+    ] = DEV_API_KEY,
+) -> None:
+    """Place three sample checkouts on a running suite and print how each one ended."""
+    code = run_demo(url, wait=wait, api_key=api_key)
+    if code:
+        raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point of the ``checkout-suite`` console script."""
+    app(prog_name="checkout-suite")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""``Database``: where a service's transactions run, on SQLite or PostgreSQL.
+
+Every service (and the orchestrator's journal) writes its hot path as transaction functions:
+``async def work(tx: Transaction) -> T`` that only run statements (``servicekit.db.statements``).
+``await database.run(work)`` commits when ``work`` returns and rolls back when it raises, so
+committing lives here and nowhere else. ``work`` may be started again from its beginning (on
+SQLite, after finding the database busy), so it must do nothing but its statements.
+
+Why not an ORM session: a service's mutating request is a handful of statements, and through a
+session it cost several milliseconds of CPU (compilation, unit of work, identity map, thread
+hand-offs); the journal measured ~0.1 ms per transaction against ~1.5-2 ms
+(``bench/experiments``). The models stay the schema; only the statements are plain.
+
+Where a transaction runs:
+
+- **PostgreSQL**: on the event loop, on a connection of a ``psycopg_pool`` pool in autocommit
+  mode; ``run`` begins and ends the transaction, and ``execute`` (one statement) is one round
+  trip. Instead of a ``SELECT 1`` before each borrowed connection, the pool's check looks whether
+  the idle connection's socket has anything to read, which costs no round trip: a server that
+  ended the session has said so or closed the socket, and only then is the connection pinged.
+- **SQLite**: on the event loop itself when the database is free, which is nearly always: with
+  WAL and ``synchronous=NORMAL`` a transaction takes tens of microseconds, less than handing it
+  to a thread and being woken with its result. The loop's connection has a busy timeout of zero:
+  when another connection holds the write lock (another process, or this database's thread),
+  SQLite says BUSY at once, the attempt is rolled back, and ``work`` runs again in a worker
+  thread, one at a time, on a connection that waits for the lock. Once a transaction holds the
+  write lock a WAL database does not wait again before its commit, so the loop never waits.
+- **Checkpoints (SQLite)**: the loop's connection does not copy the WAL into the database file
+  by itself (copying pages and syncing the file would stall the loop). After about as many row
+  changes as SQLite would checkpoint on its own, the worker thread makes a RESTART checkpoint,
+  and the loop's transactions wait for it to end, then run on the loop again. They are not handed
+  to the thread meanwhile: at 100 % CPU the loop holds the GIL, the thread drains slowly, and
+  every transaction that found it holding the write lock would join its queue (that cost 0.8 ms
+  of CPU per checkout at 32 concurrent ones, and the services twice their CPU per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import sqlite3
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import anyio
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.exc import DBAPIError
+
+from servicekit.db import sqlite
+from servicekit.db.statements import (
+    READ,
+    SQL,
+    STATEMENT,
+    WRITE,
+    Params,
+    PostgresTransaction,
+    Result,
+    SqliteTransaction,
+    Transaction,
+)
+from servicekit.db.urls import is_sqlite, postgres_conninfo
+
+T = TypeVar("T")
+Work = Callable[[Transaction], Coroutine[Any, Any, T]]
+
+# Rows changed on the loop's connection between checkpoints: a row is a page or two, and SQLite
+# checkpoints on its own at 1000 pages (a journal transaction changes ~2-3 rows, a service's ~5).
+CHECKPOINT_AFTER_CHANGES = 750
+POOL_MIN_SIZE = 2
+POOL_MAX_SIZE = 20
+# How long a transaction waits for a PostgreSQL connection (the pool reconnects meanwhile).
+POOL_TIMEOUT_S = 10.0
+_PING = SQL("SELECT 1")
+
+
+class Database:
+    """One service's database; ``Database.open(url)`` picks SQLite or PostgreSQL."""
+
+    postgres: bool = False
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.closed = False
+
+    @staticmethod
+    def open(url: str, *, name: str = "servicekit") -> Database:
+        """The database ``url`` names (connections are made on first use). ``name``: the pool's."""
+        return SqliteDatabase(url) if is_sqlite(url) else PostgresDatabase(url, name=name)
+
+    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+        """``work(transaction)`` as one transaction: committed if it returns, rolled back if not.
+
+        ``read_only``: a transaction that only reads, on one snapshot, taking no write lock.
+        """
+        raise NotImplementedError
+
+    async def execute(self, statement: SQL, params: Params | None = None) -> Result:
+        """One statement as a transaction of its own (on PostgreSQL: one round trip)."""
+
+        async def work(transaction: Transaction) -> Result:
+            return await transaction.result(statement, params)
+
+        return await self._run(work, STATEMENT)
+
+    async def _run(self, work: Work[T], kind: str) -> T:
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query (``/readyz``)."""
+        await self.execute(_PING)
+
+    async def close(self) -> None:
+        """Close the connections; the database is not used again."""
+        raise NotImplementedError
+
+
+def _complete(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a SQLite transaction function to its end in one step (it never suspends)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a SQLite transaction function awaited something other than its statements")
+
+
+class SqliteDatabase(Database):
+    """Transactions on one SQLite file: on the event loop, or in a worker thread when busy."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._loop_connection: sqlite3.Connection | None = None
+        self._loop_thread: int | None = None
+        self._thread_connection: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._changes_at_checkpoint = 0
+        self._checkpoint_ended: anyio.Event | None = None  # set while a checkpoint runs
+        #: how many transactions ran on the loop, and in the thread (for tests and benchmarks)
+        self.on_loop = 0
+        self.in_thread = 0
+
+    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+        return await self._run(work, READ if read_only else WRITE)
+
+    async def _run(self, work: Work[T], kind: str) -> T:
+        if self.closed:
+            raise RuntimeError("the database is closed")
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        # A commit on the loop during a checkpoint would keep it from starting the WAL over: wait
+        # for it, and for the next one if another waiter's commit has started one meanwhile.
+        while self._checkpoint_ended is not None:
+            await self._checkpoint_ended.wait()
+        done, result = self._on_loop(work, kind)
+        if done:
+            self.on_loop += 1
+            connection = self._loop_connection
+            assert connection is not None
+            if connection.total_changes - self._changes_at_checkpoint >= CHECKPOINT_AFTER_CHANGES:
+                self._changes_at_checkpoint = connection.total_changes
+                await self._checkpoint()
+            return result  # type: ignore[return-value]
+        self.in_thread += 1
+        return await anyio.to_thread.run_sync(self._in_thread, work, kind, limiter=self._limiter)
+
+    def _on_loop(self, work: Work[T], kind: str) -> tuple[bool, T | None]:
+        """Run ``work`` here and now, unless the database is busy: (done, its result)."""
+        connection = self._loop_connection
+        if connection is None:
+            try:
+                connection = self._open_loop_connection()
+            except sqlite3.OperationalError as exc:
+                if not sqlite.is_busy(exc):
+                    raise
+                return False, None
+        elif self._loop_thread != threading.get_ident():
+            return False, None  # another thread's event loop: this connection is not its own
+        transaction = SqliteTransaction(connection, kind)
+        try:
+            result: T = _complete(work(transaction))
+            transaction.end(commit=True)
+            return True, result
+        except DBAPIError as exc:
+            if exc.orig is None or not sqlite.is_busy(
+                exc.orig
+            ):  # BUSY comes before anything is written
+                raise
+            return False, None
+        finally:
+            transaction.end(commit=False)
+
+    def _open_loop_connection(self) -> sqlite3.Connection:
+        # Closable from any thread, used only from this one (``_on_loop``).
+        connection = sqlite.connect(self.url, busy_timeout_s=0, check_same_thread=False)
+        connection.execute("PRAGMA wal_autocheckpoint = 0")  # see ``restart_checkpoint``
+        self._loop_connection, self._loop_thread = connection, threading.get_ident()
+        self._changes_at_checkpoint = connection.total_changes
+        return connection
+
+    def _thread_side(self) -> sqlite3.Connection:
+        # One worker thread at a time (the limiter), but not always the same thread.
+        if self._thread_connection is None:
+            self._thread_connection = sqlite.connect(self.url, check_same_thread=False)
+        return self._thread_connection
+
+    def _in_thread(self, work: Work[T], kind: str) -> T:
+        transaction = SqliteTransaction(self._thread_side(), kind)
+        try:
+            result: T = _complete(work(transaction))
+            transaction.end(commit=True)
+            return result
+        finally:
+            transaction.end(commit=False)
+
+    async def _checkpoint(self) -> None:
+        ended = self._checkpoint_ended = anyio.Event()
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: sqlite.restart_checkpoint(self._thread_side()), limiter=self._limiter
+            )
+        except sqlite3.Error:
+            pass  # a failed checkpoint is tried again at the next one
+        finally:
+            self._checkpoint_ended = None
+            ended.set()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        # Nothing runs on the loop's connection now: its transactions never span an await.
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
+        if self._thread_connection is not None:
+            connection, self._thread_connection = self._thread_connection, None
+            # After the thread's transactions queued before this one.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(connection.close, limiter=self._limiter)
+
+
+def _has_input(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle connection's socket is readable: the server said or closed something."""
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+async def _check(connection: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check on borrow: a ping only for a connection the server may have ended."""
+    if connection.closed or _has_input(connection):
+        await AsyncConnectionPool.check_connection(connection)
+
+
+class PostgresDatabase(Database):
+    """Transactions on PostgreSQL, through a pool of psycopg asyncio connections."""
+
+    postgres = True
+
+    def __init__(self, url: str, *, name: str) -> None:
+        super().__init__(url)
+        self.conninfo = postgres_conninfo(url)
+        self.name = name
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _connected(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self.closed:
+            raise RuntimeError("the database is closed")
+        pool = self._pool
+        if pool is not None:
+            if asyncio.get_running_loop() is not self._loop:
+                raise RuntimeError("this PostgreSQL pool belongs to another event loop")
+            return pool
+        pool = AsyncConnectionPool(
+            self.conninfo,
+            kwargs={"autocommit": True},
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_S,
+            check=_check,
+            name=self.name,
+            open=False,
+        )
+        await pool.open()
+        if self._pool is not None:  # another task opened one meanwhile
+            await pool.close()
+            return self._pool
+        self._pool, self._loop = pool, asyncio.get_running_loop()
+        return pool
+
+    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+        return await self._run(work, READ if read_only else WRITE)
+
+    async def _run(self, work: Work[T], kind: str) -> T:
+        pool = await self._connected()
+        connection = await pool.getconn()
+        transaction = PostgresTransaction(connection, kind)
+        try:
+            result = await work(transaction)
+            await transaction.end(commit=True)
+            return result
+        finally:
+            # Even when the caller is being cancelled (anyio cancels every await in a cancelled
+            # scope): a connection never given back would be lost to the pool.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await transaction.end(commit=False)
+                except DBAPIError:
+                    pass  # a broken connection: the pool sees it and replaces it
+                await pool.putconn(connection)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._pool is not None:
+            await self._pool.close()
