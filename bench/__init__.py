@@ -4,8 +4,8 @@
 - ``bench.baselines``: two non-durable checkout apps (httpx, aiohttp) making the same three calls.
 - ``bench.load``: the load generator, run as its own process so its CPU is not charged to a target.
 - ``bench.runner``: starts everything as uvicorn subprocesses, measures, prints and writes the report.
-- ``bench.experiments``: one-off estimates (journal on raw SQL, HTTP clients, PostgreSQL's
-  ``pool_pre_ping``) for the lead.
+- ``bench.experiments``: one-off estimates: the pieces of the hot path (``hot_path``), the saga and
+  journal alone (``saga_cost``), HTTP clients (``http_clients``).
 - ``bench.services_cost`` (with its load process ``bench.services_load``): CPU per request of the
   three services' hot endpoints, next to a FastAPI hello, on SQLite and PostgreSQL.
 """

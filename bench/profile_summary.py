@@ -24,10 +24,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 # (component, path fragments), most specific first; matched against py-spy's short file names.
 COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "orchestrator: journal (store.py, journaldb/)",
-        ("orchestrator/store.py", "orchestrator/journaldb/"),
-    ),
+    ("orchestrator: journal (journal/)", ("orchestrator/journal/",)),
     ("orchestrator: read view (views.py)", ("orchestrator/views.py",)),
     ("orchestrator: saga runner", ("orchestrator/saga/",)),
     (
@@ -39,6 +36,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
         "services: warehouse, rewards, email",
         ("warehouse_service/", "rewards_service/", "email_service/"),
     ),
+    ("servicekit: database engine (db/)", ("servicekit/db/",)),
     ("servicekit (bodyguard, problems, idempotency)", ("servicekit/",)),
     ("SQLAlchemy ORM", ("sqlalchemy/orm/",)),
     (
@@ -81,10 +79,10 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
 ACTIVITIES: list[tuple[str, tuple[str, ...]]] = [
     ("journal: aiosqlite worker threads", ("aiosqlite/core.py:_connection_worker_thread",)),
     (
-        "journal: journaldb's SQL (its thread and the event loop), store.py, views.py reads",
+        "journal: its SQL (the event loop and the worker thread), views.py reads",
         (
-            "orchestrator/journaldb/",
-            "orchestrator/store.py",
+            "orchestrator/journal/",
+            "servicekit/db/",
             "orchestrator/views.py",
             "sqlalchemy/",
             "aiosqlite/",

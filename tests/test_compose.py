@@ -198,7 +198,11 @@ def test_dockerfile_copies_every_package() -> None:
         for source in value.split()[:-1]
     }
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for package in {"servicekit", *(service.package for service in SERVICES.values())}:
+    for package in {
+        "servicekit",
+        "checkout_suite",
+        *(service.package for service in SERVICES.values()),
+    }:
         assert package in sources
         assert package not in ignored
     assert ".venv" in ignored

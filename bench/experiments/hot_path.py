@@ -5,13 +5,13 @@
 CPU of this process (``time.process_time``) per operation, microseconds, for:
 
 - the checkout row ``POST /checkouts`` records: ``Checkout(**values)`` (SQLModel validates every
-  field) against ``models.new_row`` (the row built as the ORM's loader builds rows);
+  field) against ``records.new_checkout`` (a plain record, no validation);
 - one step attempt that succeeds at once under the retry policy: stamina's loop entered for it
   against ``RetryPolicy.attempts`` (the first attempt outside the loop);
 - the answer's view of a completed checkout: ``views.to_public`` with the customer validated again
   (the contract's ``Customer``, an email check) against the recorded one (``CustomerRecorded``);
-- one fenced journal write (a step's update) on a SQLite file: in the journal's thread against on
-  the event loop (``journaldb.sqlite``). A checkout that completes at once was eleven journal
+- one fenced journal write (a step's update) on a SQLite file: in the database's worker thread
+  against on the event loop (``servicekit.db.database``). A checkout that completes at once was eleven journal
   transactions (insert, load, eight fenced writes, the answer's read) and is six now (insert,
   four fenced writes, the answer's read).
 
@@ -34,13 +34,14 @@ import stamina
 
 from bench import emit
 from orchestrator import api, views
+from orchestrator.journal.journal import Journal
+from orchestrator.journal.records import StepRecord, Transition, new_checkout, utcnow
 from orchestrator.migrations import HISTORY
-from orchestrator.models import Checkout, Step, new_row, utcnow
+from orchestrator.models import Checkout
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate, Customer
 from orchestrator.settings import Settings
-from orchestrator.store import Journal
-from servicekit.db import create_async_db_engine
+from servicekit.db.database import Database, SqliteDatabase
 from servicekit.migrations import upgrade
 
 
@@ -89,15 +90,16 @@ async def policy_first_success(policy: RetryPolicy) -> None:
 def completed_view(validate_customer: bool) -> Callable[[], Any]:
     """The answer's view of a completed checkout; ``validate_customer``: plus the validation of
     the recorded customer that the view's schema used to make (``Customer``, with its email)."""
-    checkout = new_row(Checkout, **row_values())
+    checkout = new_checkout(**row_values())
     checkout.status = "completed"
-    steps = []
-    for position, name in enumerate(("warehouse", "rewards", "email")):
-        step = Step(checkout_id=checkout.id, name=name, position=position)
-        step.status, step.attempts, step.http_status = "succeeded", 1, 201
-        step.started_at = step.finished_at = utcnow()
-        step.result = json.dumps({"id": "8801a88d-ee5b-4061-9ef1-f3864f30092c"})
-        steps.append(step)
+    now = utcnow()
+    result = json.dumps({"id": "8801a88d-ee5b-4061-9ef1-f3864f30092c"})
+    steps = [
+        StepRecord(
+            None, checkout.id, name, position, "succeeded", 1, 201, result, None, now, now, None
+        )
+        for position, name in enumerate(("warehouse", "rewards", "email"))
+    ]
     customer = json.loads(checkout.customer)
     if validate_customer:
         return lambda: (views.to_public(checkout, steps), Customer.model_validate(customer))
@@ -109,25 +111,25 @@ async def journal_writes(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{Path(folder) / 'journal.db'}"
         await asyncio.to_thread(upgrade, url, HISTORY)
-        engine = create_async_db_engine(url)
+        database = Database.open(url)
+        assert isinstance(database, SqliteDatabase)
         try:
-            journal = Journal(engine, owner="bench", lease_ttl_s=30)
-            checkout = new_row(Checkout, **row_values())
+            journal = Journal(database, owner="bench", lease_ttl_s=30)
+            checkout = new_checkout(**row_values())
             await journal.create(checkout, ["warehouse", "rewards", "email"])
             attempts = iter(range(1, 10 * n))
 
             async def write() -> None:
-                step = ("warehouse", {"attempts": next(attempts)})
-                await journal.record(checkout.id, 1, step=step)
+                step = Transition.of_step("warehouse", attempts=next(attempts))
+                await journal.commit(checkout.id, 1, step)
 
             on_loop = await per_op_async_us(n, write)
-            database = journal.db
-            in_loop = database._on_loop  # type: ignore[attr-defined]
-            database._on_loop = lambda _work: (False, None)  # type: ignore[attr-defined]
+            in_loop = database._on_loop
+            database._on_loop = lambda _work, _kind: (False, None)  # type: ignore[method-assign,assignment,return-value]
             in_thread = await per_op_async_us(n, write)
-            database._on_loop = in_loop  # type: ignore[attr-defined]
+            database._on_loop = in_loop  # type: ignore[method-assign]
         finally:
-            await engine.dispose()
+            await database.close()
     return {"thread": in_thread, "loop": on_loop}
 
 
@@ -137,7 +139,7 @@ async def main(n: int) -> None:
         f"checkout row, Checkout(**values)        {per_op_us(n, lambda: Checkout(**values)):8.1f} µs"
     )
     emit(
-        f"checkout row, new_row(Checkout, ...)    {per_op_us(n, lambda: new_row(Checkout, **values)):8.1f} µs"
+        f"checkout row, records.new_checkout(...) {per_op_us(n, lambda: new_checkout(**values)):8.1f} µs"
     )
     policy = RetryPolicy(5, 60, 0.2, 10, 0.2)
     stamina_us = await per_op_async_us(n, stamina_first_success)
@@ -147,7 +149,7 @@ async def main(n: int) -> None:
     emit(f"answer view, customer validated again   {per_op_us(n, completed_view(True)):8.1f} µs")
     emit(f"answer view, views.to_public            {per_op_us(n, completed_view(False)):8.1f} µs")
     writes = await journal_writes(n)
-    emit(f"journal write, in the journal's thread  {writes['thread']:8.1f} µs")
+    emit(f"journal write, in the worker thread     {writes['thread']:8.1f} µs")
     emit(f"journal write, on the event loop        {writes['loop']:8.1f} µs")
 
 

@@ -20,7 +20,6 @@ import argparse
 import collections
 import cProfile
 import pstats
-import sqlite3
 import tempfile
 import time
 from typing import Any
@@ -30,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from bench import emit
 from orchestrator.api import _new_checkout
-from orchestrator.journaldb import sqlite as sqlite_journal
+from orchestrator.journal.journal import Journal
 from orchestrator.migrations import HISTORY
 from orchestrator.saga.metrics import SagaMetrics
 from orchestrator.saga.retry import RetryPolicy
@@ -39,8 +38,8 @@ from orchestrator.saga.steps import Compensation, Outcome, SagaContext, StepKind
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate
 from orchestrator.settings import Settings
-from orchestrator.store import Journal
-from servicekit.db import create_async_db_engine
+from servicekit.db.database import Database
+from servicekit.db.statements import SQL, SqliteTransaction
 from servicekit.migrations import upgrade
 
 
@@ -60,40 +59,33 @@ class InstantStep:
         raise AssertionError("an instant step never fails")
 
 
-class _TimedConnection:
-    """A pysqlite connection whose statements are timed by their first word."""
+def _timed_statements(times: collections.Counter[str]) -> Any:
+    """Time each SQLite statement of the kit's transactions by its first word; returns the undo."""
+    run = SqliteTransaction._run
 
-    def __init__(self, connection: sqlite3.Connection, times: collections.Counter[str]) -> None:
-        self._connection, self._times = connection, times
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
-
-    def execute(self, sql: str, *args: Any) -> Any:
+    def timed(transaction: SqliteTransaction, statement: SQL, params: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self._connection.execute(sql, *args)
+            return run(transaction, statement, params)
         finally:
-            self._times[sql.split()[0].upper()] += time.perf_counter() - started
+            times[statement.sqlite.split()[0].upper()] += time.perf_counter() - started
 
-    def executemany(self, sql: str, *args: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return self._connection.executemany(sql, *args)
-        finally:
-            self._times["INSERT (steps)"] += time.perf_counter() - started
+    SqliteTransaction._run = timed  # type: ignore[method-assign]
+
+    def undo() -> None:
+        SqliteTransaction._run = run  # type: ignore[method-assign]
+
+    return undo
 
 
 async def main(args: argparse.Namespace) -> None:
     url = args.url or f"sqlite:///{tempfile.mkdtemp()}/saga-cost.db"
     upgrade(url, HISTORY)
     times: collections.Counter[str] = collections.Counter()
-    connect = sqlite_journal.connect_sqlite
-    if args.statements:
-        sqlite_journal.connect_sqlite = lambda *a, **k: _TimedConnection(connect(*a, **k), times)  # type: ignore[assignment,return-value]
-    engine = create_async_db_engine(url)
+    undo = _timed_statements(times) if args.statements else (lambda: None)
+    database = Database.open(url)
     settings = Settings(database_url=url)
-    journal = Journal(engine, owner="saga-cost", lease_ttl_s=30)
+    journal = Journal(database, owner="saga-cost", lease_ttl_s=30)
     steps = {
         name: InstantStep(name, StepKind.RETRIABLE if name == "email" else StepKind.COMPENSATABLE)
         for name in settings.step_order
@@ -108,9 +100,10 @@ async def main(args: argparse.Namespace) -> None:
     async def one() -> None:
         checkout = _new_checkout(body, settings, None, "")
         recorded = await journal.create(checkout, settings.step_order)
-        await runner.drive(checkout.id, checkout.lease_token, recorded)
-        if recorded[0].status != "completed":  # the runner's rows, as the journal committed them
-            raise RuntimeError(f"checkout {checkout.id} ended {recorded[0].status}")
+        ended = await runner.drive(checkout.id, checkout.lease_token, recorded)
+        # The runner's records, as the journal committed them.
+        if ended is None or ended[0].status != "completed":
+            raise RuntimeError(f"checkout {checkout.id} did not complete: {ended}")
 
     for _ in range(min(300, args.n)):  # warm-up: statement caches, pools
         await one()
@@ -128,9 +121,8 @@ async def main(args: argparse.Namespace) -> None:
     emit(f"{url.split(':')[0]}: {1e6 * cpu / args.n:.0f} µs CPU per checkout (saga and journal)")
     for kind, seconds in sorted(times.items(), key=lambda item: -item[1]):
         emit(f"  {kind:15s} {1e6 * seconds / args.n:6.1f} µs per checkout")
-    await journal.close()
-    await engine.dispose()
-    sqlite_journal.connect_sqlite = connect
+    await database.close()
+    undo()
 
 
 if __name__ == "__main__":

@@ -283,17 +283,21 @@ async def fenced_write(
     fence, step_updates, together = _fenced_statements(
         tuple(checkout), tuple(tuple(values) for _, values in changed), unless_cancelled
     )
-    params: dict[str, Any] = {"id": checkout_id, "owner": owner, "token": token}
+    fence_params: dict[str, Any] = {"id": checkout_id, "owner": owner, "token": token}
     if unless_cancelled:
-        params["not_cancelled"] = False
+        fence_params["not_cancelled"] = False
     for key, value in checkout.items():
-        params[f"c_{key}"] = value
+        fence_params[f"c_{key}"] = value
+    step_params: list[dict[str, Any]] = []
     for index, (name, values) in enumerate(changed):
-        params[f"s{index}_name"] = name
-        for key, value in values.items():
-            params[f"s{index}_{key}"] = value
+        one = {f"s{index}_{key}": value for key, value in values.items()}
+        one |= {f"s{index}_name": name, "id": checkout_id}
+        step_params.append(one)
 
     if database.postgres:
+        params = fence_params.copy()
+        for one in step_params:
+            params |= one
         result = await database.execute(together if changed else fence, params)
         written = (result.rows[0][0] if changed else result.rowcount) == 1
         if written:
@@ -303,11 +307,11 @@ async def fenced_write(
         return False, (lease[0][0], lease[0][1]) if lease else None
 
     async def work(tx: Transaction) -> tuple[bool, Refusal]:
-        if await tx.execute(fence, params) != 1:
+        if await tx.execute(fence, fence_params) != 1:
             # Why it matched nothing, read under the same lock; nothing was written.
             lease = await tx.one(_LEASE_OF, {"id": checkout_id})
             return False, (lease[0], lease[1]) if lease else None
-        for update in step_updates:
+        for update, params in zip(step_updates, step_params, strict=True):
             await tx.execute(update, params)
         return True, None
 

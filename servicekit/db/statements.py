@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from servicekit.db.values import postgres_param, sqlite_param
+from servicekit.db.values import postgres_param, sqlite_params
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -122,9 +122,7 @@ class SqliteTransaction(Transaction):
                 self._open = True
             if not params:
                 return connection.execute(statement.sqlite)
-            return connection.execute(
-                statement.sqlite, {key: sqlite_param(value) for key, value in params.items()}
-            )
+            return connection.execute(statement.sqlite, sqlite_params(params))
         except sqlite3.Error as exc:
             raise wrapped(exc, statement, sqlite3.Error) from exc
 

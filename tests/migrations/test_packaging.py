@@ -10,7 +10,14 @@ from pathlib import Path
 from tests.migrations.helpers import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("servicekit", "orchestrator", "warehouse_service", "rewards_service", "email_service")
+PACKAGES = (
+    "servicekit",
+    "checkout_suite",
+    "orchestrator",
+    "warehouse_service",
+    "rewards_service",
+    "email_service",
+)
 
 
 def test_a_build_holds_every_migration_history(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Many checkouts at once, inserted with SQL through a Journal session (for index and load checks).
+"""Many checkouts at once, inserted with SQLAlchemy Core in batches (for index and load checks).
 
 The rows look like the saga's own: mostly completed, some failed at the warehouse (out of stock)
 or at rewards (warehouse compensated), a few running. Running ones are leased to ``seed`` far into
@@ -19,8 +19,7 @@ from sqlalchemy import insert
 from orchestrator.main import create_app
 from orchestrator.models import Checkout, Step
 from orchestrator.settings import Settings
-from orchestrator.store import Journal
-from servicekit.db import create_async_db_engine
+from servicekit.db.engines import create_sync_engine
 from tests.support import running
 
 STEPS = ("warehouse", "rewards", "email")
@@ -113,9 +112,10 @@ def _rows(
     return checkout, steps
 
 
-async def seed(journal: Journal, count: int, *, batch: int = 5000, seed_value: int = 5) -> None:
+def seed(url: str, count: int, *, batch: int = 5000, seed_value: int = 5) -> None:
     """Insert ``count`` checkouts (three steps each), one a second back from now, in batches."""
     rng = random.Random(seed_value)
+    engine = create_sync_engine(url)
     newest = datetime.now(UTC) - timedelta(minutes=1)
     for start in range(0, count, batch):
         checkouts: list[dict[str, Any]] = []
@@ -124,10 +124,10 @@ async def seed(journal: Journal, count: int, *, batch: int = 5000, seed_value: i
             checkout, its_steps = _rows(index, newest - timedelta(seconds=count - index), rng)
             checkouts.append(checkout)
             steps += its_steps
-        async with journal.session() as session:
-            await session.execute(insert(Checkout), checkouts)
-            await session.execute(insert(Step), steps)
-            await session.commit()
+        with engine.begin() as connection:
+            connection.execute(insert(Checkout), checkouts)
+            connection.execute(insert(Step), steps)
+    engine.dispose()
 
 
 async def seeded_database(url: str, count: int) -> None:
@@ -139,8 +139,4 @@ async def seeded_database(url: str, count: int) -> None:
     """
     async with running(create_app(Settings(database_url=url, recovery_interval_s=3600))):
         pass
-    engine = create_async_db_engine(url)
-    try:
-        await seed(Journal(engine, owner="seed", lease_ttl_s=30), count)
-    finally:
-        await engine.dispose()
+    seed(url, count)
