@@ -33,6 +33,7 @@ from servicekit.idempotency import (
     stored_key,
 )
 from servicekit.problems import problem_responses
+from servicekit.service import uuid_or_404
 from servicekit.text import NO_CONTROL_CHARACTERS
 
 
@@ -129,10 +130,7 @@ async def _answer_repeat(
 
 async def _existing(journal: Journal, checkout_id: str) -> CheckoutPublic:
     """The checkout with this id, or a 404 (also for an id that is not a UUID)."""
-    try:
-        parsed = uuid.UUID(checkout_id)
-    except ValueError:
-        raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.") from None
+    parsed = uuid_or_404(checkout_id, CheckoutNotFoundError, "checkout")
     public = await views.read_checkout(journal, parsed)
     if public is None:
         raise CheckoutNotFoundError(f"No checkout has the id {checkout_id}.")

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.db.values import UTCDateTime
 
 
@@ -36,7 +37,7 @@ class Checkout(OrchestratorTable, table=True):
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=CheckoutStatus.pending, max_length=16)
     customer_id: str = Field(max_length=200)
     customer: str  # JSON of the customer as posted
     items: str  # JSON of the lines, prices as decimal strings
@@ -81,7 +82,7 @@ class Step(OrchestratorTable, table=True):
     checkout_id: uuid.UUID = Field(foreign_key="checkout.id")
     name: str = Field(max_length=16)
     position: int
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=StepStatus.pending, max_length=16)
     attempts: int = 0
     http_status: int | None = None
     result: str | None = None  # JSON summary of the service's answer (ids the compensation needs)

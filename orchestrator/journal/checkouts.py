@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Table, Uuid
+from sqlalchemy import Table
 
 from orchestrator.journal.records import (
     CHECKOUT_COLUMNS,
@@ -34,7 +34,7 @@ from orchestrator.models import Checkout, Step
 from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatus
 from servicekit.db.database import Database
 from servicekit.db.statements import SQL, Row, Transaction
-from servicekit.db.values import UTCDateTime, timestamp_of, uuid_of
+from servicekit.db.values import row_reader, uuid_of
 
 # (the owner and token of the checkout's lease) when a fenced write was refused, or no row at all.
 Refusal = tuple[str | None, int | None] | None
@@ -104,36 +104,8 @@ _STATUS_COUNTS = SQL("SELECT status, count(*) FROM checkout GROUP BY status")
 # --- rows into records ---------------------------------------------------------------------
 
 
-def _decoders(table: Table) -> list[tuple[int, Callable[[Any], Any]]]:
-    """(index, decode) of each column whose driver value is not the record's (either backend)."""
-    decoders: list[tuple[int, Callable[[Any], Any]]] = []
-    for index, column in enumerate(table.columns):
-        if isinstance(column.type, UTCDateTime):
-            decoders.append((index, timestamp_of))
-        elif isinstance(column.type, Uuid):
-            decoders.append((index, uuid_of))
-        elif isinstance(column.type, Boolean):
-            decoders.append((index, bool))
-    return decoders
-
-
-def _reader(record: Callable[..., Any], table: Table) -> Callable[[Row, int], Any]:
-    decoders = _decoders(table)
-    width = len(table.columns)
-
-    def read(row: Row, offset: int = 0) -> Any:
-        values = list(row[offset : offset + width])
-        for index, decode in decoders:
-            value = values[index]
-            if value is not None:
-                values[index] = decode(value)
-        return record(*values)
-
-    return read
-
-
-checkout_of: Callable[[Row, int], CheckoutRecord] = _reader(CheckoutRecord, _CHECKOUT_TABLE)
-step_of: Callable[[Row, int], StepRecord] = _reader(StepRecord, _STEP_TABLE)
+checkout_of = row_reader(_CHECKOUT_TABLE, CheckoutRecord)
+step_of = row_reader(_STEP_TABLE, StepRecord)
 
 
 def _loaded(rows: list[Row]) -> Loaded | None:

@@ -18,6 +18,8 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from orchestrator.statuses import TERMINAL_STATUSES
+
 M = TypeVar("M", bound=MetricWrapperBase)
 
 OUTCOMES = (
@@ -29,7 +31,7 @@ OUTCOMES = (
     "compensation_refused",  # left for an operator
     "error",  # an unexpected exception
 )
-FINAL_STATUSES = ("completed", "failed")
+FINAL_STATUSES = tuple(sorted(TERMINAL_STATUSES))
 
 
 class SagaMetrics:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.schemas import CheckoutPublic, StepPublic
-from orchestrator.statuses import TERMINAL_STATUSES
+from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus
 
 # Nice axis steps, in seconds: 1-2-5 from a millisecond, then minutes and hours.
 _AXIS_STEPS = [m * 10.0**e for e in range(-3, 2) for m in (1, 2, 5)] + [
@@ -81,7 +81,7 @@ def reason(checkout: CheckoutPublic, *, brief: bool = False) -> str:
 
     ``brief`` (the list) leaves out the problem type, which the checkout's page shows.
     """
-    if checkout.status == "failed" and checkout.error:
+    if checkout.status == CheckoutStatus.failed and checkout.error:
         if checkout.error.get("kind") == "cancelled":
             return f"Cancelled: {checkout.error.get('detail') or 'by an operator'}"
         step = checkout.error.get("step")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import DateTime, Dialect, TypeDecorator
+from sqlalchemy import Boolean, DateTime, Dialect, Table, TypeDecorator, Uuid
 
 
 def utc(value: datetime) -> datetime:
@@ -104,3 +104,33 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
         return None if value is None else timestamp_of(value)
+
+
+T = TypeVar("T")
+
+
+def row_reader(table: Table, make: Callable[..., T]) -> Callable[[tuple[Any, ...], int], T]:
+    """``make(*columns)`` of a row holding ``table``'s columns in order, from ``offset`` on.
+
+    Each uuid, timestamp or boolean column is read back as the models' types read it, on either
+    backend; the other values are taken as the driver returns them.
+    """
+    decoders: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, column in enumerate(table.columns):
+        if isinstance(column.type, UTCDateTime):
+            decoders.append((index, timestamp_of))
+        elif isinstance(column.type, Uuid):
+            decoders.append((index, uuid_of))
+        elif isinstance(column.type, Boolean):
+            decoders.append((index, bool))
+    width = len(table.columns)
+
+    def read(row: tuple[Any, ...], offset: int = 0) -> T:
+        values = list(row[offset : offset + width])
+        for index, decode in decoders:
+            value = values[index]
+            if value is not None:
+                values[index] = decode(value)
+        return make(*values)
+
+    return read

@@ -4,7 +4,7 @@
     .venv/bin/python -m tests.ui.bench_list --database-url postgresql://postgres@127.0.0.1/bench
 
 It starts the orchestrator in-process (httpx over ASGI: no network, rendering included), inserts
-the checkouts with SQL through a Journal session, then requests each page ``--runs`` times after
+the checkouts with SQLAlchemy Core, then requests each page ``--runs`` times after
 a warm-up and prints the median and 95th percentile, plus the plan of every query (EXPLAIN QUERY
 PLAN on SQLite, EXPLAIN ANALYZE on PostgreSQL). An empty PostgreSQL database is made for it.
 """
@@ -24,18 +24,22 @@ from typing import Any
 import anyio
 import httpx
 import psycopg
-from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 from sqlmodel import col
 
+from orchestrator.journal.journal import Journal
 from orchestrator.main import create_app
 from orchestrator.models import Checkout
 from orchestrator.settings import Settings
-from orchestrator.store import Journal
 from orchestrator.ui import queries as ui_queries
 from orchestrator.ui.queries import status_counts
 from orchestrator.views import encode_cursor
-from servicekit.db import create_async_db_engine, is_sqlite
+from servicekit.db.database import Database
+from servicekit.db.engines import create_sync_engine
+from servicekit.db.statements import PostgresTransaction, SqliteTransaction
+from servicekit.db.urls import is_sqlite
+from servicekit.db.values import postgres_param, sqlite_param
 from tests.support import running
 from tests.ui.seed import seeded_database
 
@@ -92,37 +96,22 @@ async def main(rows: int, database_url: str | None, runs: int, reuse: bool) -> N
         await seeded_database(url, rows)
     settings = Settings(database_url=url, recovery_interval_s=3600)
     async with running(create_app(settings)) as client:
-        engine = create_async_db_engine(url)
-        journal = Journal(engine, owner="reader", lease_ttl_s=30)
+        engine = create_sync_engine(url)
+        database = Database.open(url)
+        journal = Journal(database, owner="reader", lease_ttl_s=30)
         if engine.dialect.name == "postgresql":
             # What autovacuum does soon after a bulk load: statistics and the visibility map.
-            async with engine.connect() as connection:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-                await connection.execute(text("VACUUM ANALYZE"))
+            with engine.connect() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+                connection.execute(text("VACUUM ANALYZE"))
         how = "reused" if reuse else f"stored in {time.perf_counter() - start:.1f} s"
         say(f"{rows:,} checkouts ({3 * rows:,} steps) on {engine.dialect.name}, {how}")
-        async with journal.session() as session:
-            some = (
-                (
-                    await session.execute(
-                        select(Checkout).where(col(Checkout.status) == "failed").limit(1)
-                    )
-                )
-                .scalars()
-                .one()
-            )
-            middle = (
-                (
-                    await session.execute(
-                        select(Checkout)
-                        .order_by(col(Checkout.created_at).desc(), col(Checkout.id).desc())
-                        .offset(rows // 2)
-                        .limit(1)
-                    )
-                )
-                .scalars()
-                .one()
-            )
+        with engine.connect() as connection:
+            failed = select(Checkout).where(col(Checkout.status) == "failed").limit(1)
+            some = connection.execute(failed).one()
+            newest_first = col(Checkout.created_at).desc(), col(Checkout.id).desc()
+            halfway_down = select(Checkout).order_by(*newest_first).offset(rows // 2).limit(1)
+            middle = connection.execute(halfway_down).one()
         halfway = "/ui?cursor=" + encode_cursor(middle.created_at, middle.id)
         first = await client.get("/ui")
         deep = "/ui"
@@ -160,25 +149,45 @@ async def main(rows: int, database_url: str | None, runs: int, reuse: bool) -> N
             f"{'the counts query alone (GROUP BY status)':40} {statistics.median(samples):7.1f}ms {sorted(samples)[int(0.95 * (runs - 1))]:7.1f}ms"
         )
         await explain(client, url, pages)
-        await engine.dispose()
+        await database.close()
+        engine.dispose()
 
 
 async def explain(client: httpx.AsyncClient, url: str, pages: dict[str, str]) -> None:
     """Print the plan of every distinct query the pages run, on a connection of its own."""
     statements: dict[str, tuple[str, Any]] = {}
 
-    def record(_c: Any, _cur: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+    postgres = not is_sqlite(url)
+
+    def record(statement: str, parameters: Any) -> None:
         if statement.lstrip().startswith("SELECT") and re.search(
             r"FROM (checkout|step)\b", statement
         ):
-            statements.setdefault(" ".join(statement.split()), (statement, parameters))
+            encode = postgres_param if postgres else sqlite_param
+            stored = {key: encode(value) for key, value in (parameters or {}).items()}
+            statements.setdefault(" ".join(statement.split()), (statement, stored))
 
-    event.listen(Engine, "before_cursor_execute", record)
+    # The kit's transactions run every statement of the app through ``_run``.
+    sqlite_run, postgres_run = SqliteTransaction._run, PostgresTransaction._run
+
+    def sqlite_recorded(transaction: SqliteTransaction, statement: Any, params: Any) -> Any:
+        record(statement.sqlite, params)
+        return sqlite_run(transaction, statement, params)
+
+    async def postgres_recorded(
+        transaction: PostgresTransaction, statement: Any, params: Any
+    ) -> Any:
+        record(statement.postgres, params)
+        return await postgres_run(transaction, statement, params)
+
+    SqliteTransaction._run = sqlite_recorded  # type: ignore[method-assign]
+    PostgresTransaction._run = postgres_recorded  # type: ignore[method-assign]
     try:
         for page in pages.values():
             await client.get(page)
     finally:
-        event.remove(Engine, "before_cursor_execute", record)
+        SqliteTransaction._run = sqlite_run  # type: ignore[method-assign]
+        PostgresTransaction._run = postgres_run  # type: ignore[method-assign]
     say("\nplans:")
     for short, (statement, parameters) in statements.items():
         if is_sqlite(url):
