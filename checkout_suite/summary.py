@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def _demo_catalog_table(warehouse_url: str, service_token: str) -> Table:
     """The demo catalog as the running warehouse sees it (a reused data dir keeps its stock)."""
     # Imported here, once the warehouse is up: loading the module pulls in its models.
-    from warehouse_service.store import DEMO_CATALOG
+    from warehouse_service.inventory import DEMO_CATALOG
 
     table = Table(title="Demo catalog", title_justify="left")
     for column in ("sku", "on hand", "reserved", "available"):

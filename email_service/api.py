@@ -1,15 +1,14 @@
-"""HTTP routes of the email service: thin, every query lives in ``store``."""
+"""HTTP routes of the email service: thin; the queries live in ``messages``, ``POST /emails`` in ``outbox``."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import EmailStr
 
-from email_service import outbox, store
+from email_service import messages, outbox
 from email_service.errors import EmailNotFoundError
 from email_service.schemas import (
     CHECKOUT_ID_PATTERN,
@@ -18,10 +17,9 @@ from email_service.schemas import (
     EmailPage,
     EmailPublic,
 )
-from servicekit.db import SessionDep, read_only
 from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import BadRequestInputError, problem_responses
-from servicekit.sql import transactions_of
+from servicekit.service import DatabaseDep, uuid_or_404
 
 router = APIRouter()
 
@@ -31,13 +29,6 @@ _ALREADY_DELIVERED: dict[int | str, dict[str, Any]] = {
         "description": "The checkout's message for this template was already delivered",
     }
 }
-
-
-def _email_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise EmailNotFoundError(f"No email has the id {raw}.") from None
 
 
 @router.post(
@@ -51,11 +42,11 @@ def _email_id(raw: str) -> uuid.UUID:
 async def create_email(
     body: EmailCreate,
     request: Request,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Render the template, record the message, then send it (or log it without SMTP_URL); 503 + Retry-After if the mail server refuses."""
-    transactions = transactions_of(request)
-    result = await outbox.submit(transactions, request.state.mailer, body, key=idempotency_key)
+    result = await outbox.submit(database, request.state.mailer, body, key=idempotency_key)
     return result.to_response({"Location": f"/emails/{result.body['id']}"})
 
 
@@ -66,8 +57,8 @@ async def create_email(
     response_model=EmailPage,
     responses=problem_responses(422),
 )
-def list_emails(
-    session: SessionDep,
+async def list_emails(
+    database: DatabaseDep,
     to: Annotated[
         EmailStr | None, Query(description="Recipient address.", examples=["ada@example.com"])
     ] = None,
@@ -86,10 +77,8 @@ def list_emails(
                 for name in ("to", "checkout_id")
             ],
         )
-    with read_only(session):
-        return EmailPage(
-            items=store.list_messages(session, to=to, checkout_id=checkout_id, limit=limit)
-        )
+    items = await messages.list_messages(database, to=to, checkout_id=checkout_id, limit=limit)
+    return EmailPage(items=items)
 
 
 @router.get(
@@ -99,7 +88,7 @@ def list_emails(
     response_model=EmailDetail,
     responses=problem_responses(404),
 )
-def read_email(email_id: str, session: SessionDep) -> EmailDetail:
+async def read_email(email_id: str, database: DatabaseDep) -> EmailDetail:
     """One message with its rendered body, delivery status and attempts."""
-    with read_only(session):
-        return store.detail(store.read_message(session, message_id=_email_id(email_id)))
+    parsed = uuid_or_404(email_id, EmailNotFoundError, "email")
+    return messages.detail(await messages.read_message(database, message_id=parsed))

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import Depends, FastAPI
-from sqlalchemy import Engine
 
 from email_service.api import router
 from email_service.delivery import Mailer, build_mailer
@@ -16,11 +15,11 @@ from email_service.migrations import HISTORY
 from email_service.settings import Settings
 from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
-from servicekit.db import SyncDatabase
+from servicekit.db.database import Database
 from servicekit.health import health_router
 from servicekit.logs import configure_logging
 from servicekit.observability import install_observability
-from servicekit.sql import Transactions
+from servicekit.service import open_database
 
 
 def _show_service_log() -> None:
@@ -39,8 +38,7 @@ def _show_service_log() -> None:
 
 
 class State(TypedDict):
-    engine: Engine
-    transactions: Transactions
+    database: Database
     mailer: Mailer
 
 
@@ -57,15 +55,11 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     chosen = mailer or build_mailer(
         smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s
     )
-    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = database.open()
-        transactions = Transactions(engine)
-        yield {"engine": engine, "transactions": transactions, "mailer": chosen}
-        transactions.close()
-        database.close()
+        async with open_database(settings.database_url, HISTORY, name="email") as database:
+            yield {"database": database, "mailer": chosen}
 
     app = create_service_app(
         title="Email service",
@@ -83,5 +77,5 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
     app.include_router(
         router, dependencies=[Depends(service_token_guard("email", settings.service_token))]
     )
-    app.include_router(health_router(database.check))
+    app.include_router(health_router())
     return app

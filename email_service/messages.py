@@ -1,8 +1,8 @@
 """The outbox's rows as ``POST /emails`` writes them: plain SQL on one transaction.
 
-The hot path of the saga, so it skips the ORM (see ``servicekit.sql``); the reads of the API stay
-in ``store``. Functions take the transaction, then keyword-only arguments, and leave committing
-to the caller (``outbox``).
+Every statement on the ``email_message`` table, reads included, in plain SQL on the kit's
+``Database``; ``Message`` is its row (``models.OutboxMessage`` is the schema). The writes take the
+transaction, then keyword-only arguments; the database that runs it commits it (``outbox``).
 
 One message per (checkout, template) is guaranteed by a unique constraint, so a retried or
 concurrent request finds the existing row instead of creating a second. Delivery is claimed with
@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from email_service.errors import EmailNotFoundError
 from email_service.models import ERROR_MAX, utcnow
-from servicekit.sql import SQL, Transaction
+from email_service.schemas import EmailDetail, EmailPublic
+from servicekit.db.database import Database
+from servicekit.db.statements import SQL, Transaction
+from servicekit.db.values import optional_timestamp_of, timestamp_of, uuid_of
 
 DELIVERED = frozenset({"sent", "logged"})
 
@@ -69,9 +73,9 @@ class Message:
     sent_at: datetime | None
 
 
-def _message(tx: Transaction, row: Any) -> Message:
+def _message(row: Any) -> Message:
     return Message(
-        id=tx.uuid_of(row[0]),
+        id=uuid_of(row[0]),
         to=row[1],
         template=row[2],
         checkout_id=row[3],
@@ -80,25 +84,25 @@ def _message(tx: Transaction, row: Any) -> Message:
         status=row[6],
         attempts=row[7],
         last_error=row[8],
-        locked_until=tx.optional_timestamp_of(row[9]),
-        created_at=tx.timestamp_of(row[10]),
-        sent_at=tx.optional_timestamp_of(row[11]),
+        locked_until=optional_timestamp_of(row[9]),
+        created_at=timestamp_of(row[10]),
+        sent_at=optional_timestamp_of(row[11]),
     )
 
 
-def find_message(tx: Transaction, *, checkout_id: str, template: str) -> Message | None:
+async def find_message(tx: Transaction, *, checkout_id: str, template: str) -> Message | None:
     """The message of a checkout for a template, if there is one."""
-    row = tx.one(_BY_KEY, {"checkout_id": checkout_id, "template": template})
-    return None if row is None else _message(tx, row)
+    row = await tx.one(_BY_KEY, {"checkout_id": checkout_id, "template": template})
+    return None if row is None else _message(row)
 
 
-def get_message(tx: Transaction, *, message_id: uuid.UUID) -> Message | None:
+async def get_message(tx: Transaction, *, message_id: uuid.UUID) -> Message | None:
     """One message by id, as it now stands."""
-    row = tx.one(_BY_ID, {"id": tx.uuid(message_id)})
-    return None if row is None else _message(tx, row)
+    row = await tx.one(_BY_ID, {"id": message_id})
+    return None if row is None else _message(row)
 
 
-def add_message(
+async def add_message(
     tx: Transaction,
     *,
     to: str,
@@ -130,36 +134,75 @@ def add_message(
         sent_at=None,
     )
     values = {
-        "id": tx.uuid(message.id),
+        "id": message.id,
         "to": to,
         "template": template,
         "checkout_id": checkout_id,
         "subject": subject,
         "body": body,
         "attempts": message.attempts,
-        "locked_until": tx.timestamp(until),
-        "created_at": tx.timestamp(now),
+        "locked_until": until,
+        "created_at": now,
     }
-    return message if tx.rowcount(_ADD, values) == 1 else None
+    return message if await tx.execute(_ADD, values) == 1 else None
 
 
-def claim(tx: Transaction, *, message_id: uuid.UUID, lease_s: float) -> bool:
+async def claim(tx: Transaction, *, message_id: uuid.UUID, lease_s: float) -> bool:
     """Take the delivery lease of an undelivered message and count the attempt; False if taken."""
     now = utcnow()
     values = {
-        "id": tx.uuid(message_id),
-        "now": tx.timestamp(now),
-        "until": tx.timestamp(now + timedelta(seconds=lease_s)),
+        "id": message_id,
+        "now": now,
+        "until": now + timedelta(seconds=lease_s),
     }
-    return tx.rowcount(_CLAIM, values) == 1
+    return await tx.execute(_CLAIM, values) == 1
 
 
-def mark_delivered(tx: Transaction, *, message_id: uuid.UUID, status: str) -> None:
+async def mark_delivered(tx: Transaction, *, message_id: uuid.UUID, status: str) -> None:
     """Record a successful delivery ("sent" or "logged") and free the lease."""
-    values = {"id": tx.uuid(message_id), "status": status, "now": tx.timestamp(utcnow())}
-    tx.execute(_DELIVERED, values)
+    values = {"id": message_id, "status": status, "now": utcnow()}
+    await tx.execute(_DELIVERED, values)
 
 
-def mark_failed(tx: Transaction, *, message_id: uuid.UUID, error: str) -> None:
+async def mark_failed(tx: Transaction, *, message_id: uuid.UUID, error: str) -> None:
     """Record a failed attempt and free the lease, so the next request retries at once."""
-    tx.execute(_FAILED, {"id": tx.uuid(message_id), "error": error[:ERROR_MAX]})
+    await tx.execute(_FAILED, {"id": message_id, "error": error[:ERROR_MAX]})
+
+
+# --- reads of the API ----------------------------------------------------------------------
+
+
+def public(message: Message) -> EmailPublic:
+    """A message as lists show it."""
+    return EmailPublic.model_validate(message, from_attributes=True)
+
+
+def detail(message: Message) -> EmailDetail:
+    """A message with its body."""
+    return EmailDetail.model_validate(message, from_attributes=True)
+
+
+async def read_message(database: Database, *, message_id: uuid.UUID) -> Message:
+    """One message by id."""
+    rows = (await database.execute(_BY_ID, {"id": message_id})).rows
+    if not rows:
+        raise EmailNotFoundError(f"No email has the id {message_id}.")
+    return _message(rows[0])
+
+
+async def list_messages(
+    database: Database, *, to: str | None, checkout_id: str | None, limit: int
+) -> list[EmailPublic]:
+    """Messages to an address and/or of a checkout, newest first."""
+    where, params = [], {"limit": limit, "to": to, "checkout_id": checkout_id}
+    if to is not None:
+        where.append('"to" = :to')
+    if checkout_id is not None:
+        where.append("checkout_id = :checkout_id")
+    listing = SQL(
+        f"SELECT {_COLUMNS} FROM email_message"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY created_at DESC, id DESC LIMIT :limit"
+    )
+    rows = (await database.execute(listing, params)).rows
+    return [public(_message(row)) for row in rows]

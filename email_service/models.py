@@ -9,7 +9,7 @@ from sqlalchemy import Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from servicekit.db import UTCDateTime
+from servicekit.db.values import UTCDateTime
 from servicekit.idempotency import IdempotencyRecordBase
 
 SUBJECT_MAX = 255

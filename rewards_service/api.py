@@ -1,14 +1,13 @@
-"""HTTP routes of the rewards service: thin, every query lives in ``store``."""
+"""HTTP routes of the rewards service: thin, every query lives in ``ledger``."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from rewards_service import ledger, store
+from rewards_service import ledger
 from rewards_service.errors import TransactionNotFoundError
 from rewards_service.schemas import (
     AccountPublic,
@@ -17,10 +16,10 @@ from rewards_service.schemas import (
     TransactionPage,
     TransactionPublic,
 )
-from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import IdempotencyKeyHeader, fingerprint, run_once
+from servicekit.db.statements import Transaction
+from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import problem_responses
-from servicekit.sql import Transaction
+from servicekit.service import DatabaseDep, respond_once, uuid_or_404
 from servicekit.text import NO_CONTROL_CHARACTERS, CheckoutIdPath
 
 CustomerPath = Annotated[
@@ -38,13 +37,6 @@ _EXISTING_CREDIT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _transaction_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise TransactionNotFoundError(f"No transaction has the id {raw}.") from None
-
-
 @router.post(
     "/accounts/{customer_id}/transactions",
     tags=["accounts"],
@@ -56,25 +48,25 @@ def _transaction_id(raw: str) -> uuid.UUID:
 async def create_transaction(
     customer_id: CustomerPath,
     body: TransactionCreate,
-    request: Request,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Credit the customer's account (creating it) once per checkout; 409 if it was credited with other points or voided."""
 
-    def action(tx: Transaction) -> tuple[int, object]:
-        transaction, created = ledger.credit(
+    async def action(tx: Transaction) -> tuple[int, TransactionPublic]:
+        transaction, created = await ledger.credit(
             tx, customer_id=customer_id, checkout_id=body.checkout_id, points=body.points
         )
-        return (201 if created else 200), transaction.model_dump(mode="json")
+        return (201 if created else 200), transaction
 
-    result = await run_once(
-        request,
+    return await respond_once(
+        database,
         scope=f"POST /accounts/{customer_id}/transactions",
         key=idempotency_key,
-        digest=fingerprint(body.model_dump(mode="json")),
         action=action,
+        body=body,
+        location=lambda answer: f"/transactions/{answer['id']}",
     )
-    return result.to_response({"Location": f"/transactions/{result.body['id']}"})
 
 
 @router.post(
@@ -86,17 +78,17 @@ async def create_transaction(
 )
 async def reverse_transaction(
     transaction_id: TransactionIdPath,
-    request: Request,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Take back a credit's points (the saga's compensation); reversing again returns the first reversal."""
-    parsed = _transaction_id(transaction_id)
+    parsed = uuid_or_404(transaction_id, TransactionNotFoundError, "transaction")
 
-    def action(tx: Transaction) -> tuple[int, object]:
-        return 200, ledger.reverse(tx, transaction_id=parsed).model_dump(mode="json")
+    async def action(tx: Transaction) -> tuple[int, TransactionPublic]:
+        return 200, await ledger.reverse(tx, transaction_id=parsed)
 
     scope = f"POST /transactions/{parsed}/reverse"
-    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
+    return await respond_once(database, scope=scope, key=idempotency_key, action=action)
 
 
 @router.post(
@@ -107,7 +99,7 @@ async def reverse_transaction(
     responses=problem_responses(422),
 )
 async def void_checkout(
-    checkout_id: CheckoutIdPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    checkout_id: CheckoutIdPath, database: DatabaseDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Reverse the checkout's credits and refuse any credit for it afterwards (409).
 
@@ -116,11 +108,11 @@ async def void_checkout(
     nothing more.
     """
 
-    def action(tx: Transaction) -> tuple[int, object]:
-        return 200, ledger.void_checkout(tx, checkout_id=checkout_id).model_dump(mode="json")
+    async def action(tx: Transaction) -> tuple[int, CheckoutVoidPublic]:
+        return 200, await ledger.void_checkout(tx, checkout_id=checkout_id)
 
     scope = f"POST /checkouts/{checkout_id}/void"
-    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
+    return await respond_once(database, scope=scope, key=idempotency_key, action=action)
 
 
 @router.get(
@@ -130,10 +122,12 @@ async def void_checkout(
     response_model=TransactionPublic,
     responses=problem_responses(404, 422),
 )
-def read_transaction(transaction_id: TransactionIdPath, session: SessionDep) -> TransactionPublic:
+async def read_transaction(
+    transaction_id: TransactionIdPath, database: DatabaseDep
+) -> TransactionPublic:
     """One ledger entry, a credit or a reversal."""
-    with read_only(session):
-        return store.read_transaction(session, transaction_id=_transaction_id(transaction_id))
+    parsed = uuid_or_404(transaction_id, TransactionNotFoundError, "transaction")
+    return await ledger.read_transaction(database, transaction_id=parsed)
 
 
 @router.get(
@@ -143,18 +137,16 @@ def read_transaction(transaction_id: TransactionIdPath, session: SessionDep) -> 
     response_model=TransactionPage,
     responses=problem_responses(422),
 )
-def list_transactions(
-    session: SessionDep,
+async def list_transactions(
+    database: DatabaseDep,
     checkout_id: Annotated[
         str,
         Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS, examples=["3f0c2a9e"]),
     ],
 ) -> TransactionPage:
     """Every ledger entry of a checkout, newest first (an empty list if it has none)."""
-    with read_only(session):
-        return TransactionPage(
-            items=store.list_checkout_transactions(session, checkout_id=checkout_id)
-        )
+    items = await ledger.list_checkout_transactions(database, checkout_id=checkout_id)
+    return TransactionPage(items=items)
 
 
 @router.get(
@@ -164,10 +156,9 @@ def list_transactions(
     response_model=AccountPublic,
     responses=problem_responses(404, 422),
 )
-def read_account(customer_id: CustomerPath, session: SessionDep) -> AccountPublic:
+async def read_account(customer_id: CustomerPath, database: DatabaseDep) -> AccountPublic:
     """The customer's point balance (404 if the customer was never credited)."""
-    with read_only(session):
-        return store.read_account(session, customer_id=customer_id)
+    return await ledger.read_account(database, customer_id=customer_id)
 
 
 @router.get(
@@ -177,13 +168,11 @@ def read_account(customer_id: CustomerPath, session: SessionDep) -> AccountPubli
     response_model=TransactionPage,
     responses=problem_responses(404, 422),
 )
-def list_account_transactions(
+async def list_account_transactions(
     customer_id: CustomerPath,
-    session: SessionDep,
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> TransactionPage:
     """The account's newest ledger entries, newest first (404 if the customer was never credited)."""
-    with read_only(session):
-        return TransactionPage(
-            items=store.list_account_transactions(session, customer_id=customer_id, limit=limit)
-        )
+    items = await ledger.list_account_transactions(database, customer_id=customer_id, limit=limit)
+    return TransactionPage(items=items)

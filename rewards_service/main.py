@@ -7,36 +7,30 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import Depends, FastAPI
-from sqlalchemy import Engine
 
 from rewards_service.api import router
 from rewards_service.migrations import HISTORY
 from rewards_service.settings import Settings
 from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
-from servicekit.db import SyncDatabase
+from servicekit.db.database import Database
 from servicekit.health import health_router
 from servicekit.observability import install_observability
-from servicekit.sql import Transactions
+from servicekit.service import open_database
 
 
 class State(TypedDict):
-    engine: Engine
-    transactions: Transactions
+    database: Database
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the rewards app; settings come from the environment unless given."""
     settings = settings or Settings()
-    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = database.open()
-        transactions = Transactions(engine)
-        yield {"engine": engine, "transactions": transactions}
-        transactions.close()
-        database.close()
+        async with open_database(settings.database_url, HISTORY, name="rewards") as database:
+            yield {"database": database}
 
     app = create_service_app(
         title="Rewards service",
@@ -55,5 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(
         router, dependencies=[Depends(service_token_guard("rewards", settings.service_token))]
     )
-    app.include_router(health_router(database.check))
+    app.include_router(health_router())
     return app

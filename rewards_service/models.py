@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, CheckConstraint, Index, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from servicekit.db import UTCDateTime
+from servicekit.db.values import UTCDateTime
 from servicekit.idempotency import IdempotencyRecordBase
 
 

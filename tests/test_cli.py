@@ -89,7 +89,14 @@ class RunningUp:
 def run_up(tmp_path: Path, *, cwd: Path = ROOT, pythonpath: str = str(ROOT)) -> Iterator[RunningUp]:
     """Start ``up`` on free ports with its SQLite files under ``tmp_path/data``."""
     ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
-    command = [sys.executable, "-m", "checkout_suite.cli", "up", "--data-dir", str(tmp_path / "data")]
+    command = [
+        sys.executable,
+        "-m",
+        "checkout_suite.cli",
+        "up",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     for name, port in ports.items():
         command += [f"--{name}-port", str(port)]
     env = {**os.environ, "PYTHONPATH": pythonpath, "COLUMNS": "200"}

@@ -1,19 +1,20 @@
-"""HTTP routes of the warehouse: thin, every query lives in ``store``."""
+"""HTTP routes of the warehouse: thin; the statements live in ``reservations`` and ``inventory``."""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from servicekit.db import SessionDep, read_only
-from servicekit.idempotency import IdempotencyKeyHeader, fingerprint, run_once
+from servicekit.db.statements import Transaction
+from servicekit.idempotency import IdempotencyKeyHeader
 from servicekit.problems import problem_responses
-from servicekit.sql import Transaction
+from servicekit.service import DatabaseDep, respond_once, uuid_or_404
 from servicekit.text import NO_CONTROL_CHARACTERS, CheckoutIdPath
-from warehouse_service import reservations, store
+from warehouse_service import inventory, reservations
 from warehouse_service.errors import ReservationNotFoundError
 from warehouse_service.schemas import (
     InventoryPublic,
@@ -29,12 +30,16 @@ SkuPath = Annotated[
 
 router = APIRouter()
 
+Change = Callable[[Transaction], Awaitable[ReservationPublic]]
 
-def _reservation_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ReservationNotFoundError(f"No reservation has the id {raw}.") from None
+
+def _ok(change: Change) -> Callable[[Transaction], Awaitable[tuple[int, ReservationPublic]]]:
+    """An action for ``respond_once`` answering 200 with the reservation ``change`` returns."""
+
+    async def action(tx: Transaction) -> tuple[int, ReservationPublic]:
+        return 200, await change(tx)
+
+    return action
 
 
 @router.post(
@@ -49,24 +54,24 @@ def _reservation_id(raw: str) -> uuid.UUID:
     },
 )
 async def create_reservation(
-    body: ReservationCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    body: ReservationCreate, database: DatabaseDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Hold every line's units for the checkout, or none of them (409 naming the sku that is short, or for a voided checkout)."""
 
-    def action(tx: Transaction) -> tuple[int, object]:
-        reservation, created = reservations.reserve(
+    async def action(tx: Transaction) -> tuple[int, ReservationPublic]:
+        reservation, created = await reservations.reserve(
             tx, checkout_id=body.checkout_id, lines=body.items
         )
-        return (201 if created else 200), reservation.model_dump(mode="json")
+        return (201 if created else 200), reservation
 
-    result = await run_once(
-        request,
+    return await respond_once(
+        database,
         scope="POST /reservations",
         key=idempotency_key,
-        digest=fingerprint(body.model_dump(mode="json")),
         action=action,
+        body=body,
+        location=lambda json: f"/reservations/{json['id']}",
     )
-    return result.to_response({"Location": f"/reservations/{result.body['id']}"})
 
 
 @router.post(
@@ -77,16 +82,16 @@ async def create_reservation(
     responses=problem_responses(404, 422),
 )
 async def release_reservation(
-    reservation_id: str, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    reservation_id: str, database: DatabaseDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Return the reservation's units to stock (the saga's compensation); releasing again changes nothing."""
-    parsed = _reservation_id(reservation_id)
-
-    def action(tx: Transaction) -> tuple[int, object]:
-        return 200, reservations.release(tx, reservation_id=parsed).model_dump(mode="json")
-
-    scope = f"POST /reservations/{parsed}/release"
-    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
+    parsed = uuid_or_404(reservation_id, ReservationNotFoundError, "reservation")
+    return await respond_once(
+        database,
+        scope=f"POST /reservations/{parsed}/release",
+        key=idempotency_key,
+        action=_ok(partial(reservations.release, reservation_id=parsed)),
+    )
 
 
 @router.post(
@@ -97,7 +102,7 @@ async def release_reservation(
     responses=problem_responses(422),
 )
 async def void_checkout(
-    checkout_id: CheckoutIdPath, request: Request, idempotency_key: IdempotencyKeyHeader = None
+    checkout_id: CheckoutIdPath, database: DatabaseDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
     """Release the checkout's reservation, or, if it has none, bar it from ever reserving.
 
@@ -106,12 +111,12 @@ async def void_checkout(
     items, after which `POST /reservations` for this checkout is refused with 409. Voiding again
     changes nothing more.
     """
-
-    def action(tx: Transaction) -> tuple[int, object]:
-        return 200, reservations.void_checkout(tx, checkout_id=checkout_id).model_dump(mode="json")
-
-    scope = f"POST /checkouts/{checkout_id}/void"
-    return (await run_once(request, scope=scope, key=idempotency_key, action=action)).to_response()
+    return await respond_once(
+        database,
+        scope=f"POST /checkouts/{checkout_id}/void",
+        key=idempotency_key,
+        action=_ok(partial(reservations.void_checkout, checkout_id=checkout_id)),
+    )
 
 
 @router.get(
@@ -121,10 +126,10 @@ async def void_checkout(
     response_model=ReservationPublic,
     responses=problem_responses(404),
 )
-def read_reservation(reservation_id: str, session: SessionDep) -> ReservationPublic:
+async def read_reservation(reservation_id: str, database: DatabaseDep) -> ReservationPublic:
     """One reservation with its lines and status."""
-    with read_only(session):
-        return store.read_reservation(session, reservation_id=_reservation_id(reservation_id))
+    parsed = uuid_or_404(reservation_id, ReservationNotFoundError, "reservation")
+    return await reservations.read(database, reservation_id=parsed)
 
 
 @router.get(
@@ -134,13 +139,12 @@ def read_reservation(reservation_id: str, session: SessionDep) -> ReservationPub
     response_model=ReservationPage,
     responses=problem_responses(422),
 )
-def list_reservations(
-    session: SessionDep,
+async def list_reservations(
+    database: DatabaseDep,
     checkout_id: Annotated[str, Query(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)],
 ) -> ReservationPage:
     """The reservation of a checkout (an empty list if it has none; status `voided` if it was voided first)."""
-    with read_only(session):
-        found = store.find_reservation_for_checkout(session, checkout_id=checkout_id)
+    found = await reservations.find_for_checkout(database, checkout_id=checkout_id)
     return ReservationPage(items=[found] if found else [])
 
 
@@ -151,10 +155,9 @@ def list_reservations(
     response_model=InventoryPublic,
     responses=problem_responses(404),
 )
-def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
+async def read_inventory(sku: SkuPath, database: DatabaseDep) -> InventoryPublic:
     """On-hand, reserved and available units of a sku (404 if it was never stocked)."""
-    with read_only(session):
-        return store.read_inventory(session, sku=sku)
+    return await inventory.read(database, sku=sku)
 
 
 @router.put(
@@ -167,12 +170,11 @@ def read_inventory(sku: SkuPath, session: SessionDep) -> InventoryPublic:
         201: {"model": InventoryPublic, "description": "The sku was stocked for the first time"},
     },
 )
-def update_inventory(sku: SkuPath, body: InventoryUpdate, session: SessionDep) -> JSONResponse:
+async def update_inventory(
+    sku: SkuPath, body: InventoryUpdate, database: DatabaseDep
+) -> JSONResponse:
     """Set the physical on-hand count (a PUT, so repeating it is harmless); 409 if below what is reserved."""
-    try:
-        inventory, created = store.set_on_hand(session, sku=sku, on_hand=body.on_hand)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    return JSONResponse(inventory.model_dump(mode="json"), status_code=201 if created else 200)
+    stock, created = await database.run(
+        partial(inventory.set_on_hand, sku=sku, on_hand=body.on_hand)
+    )
+    return JSONResponse(stock.model_dump(mode="json"), status_code=201 if created else 200)

@@ -57,7 +57,9 @@ _GIVE_BACK = SQL(
 
 def _public(row: Row) -> InventoryPublic:
     sku, on_hand, reserved = row
-    return InventoryPublic(sku=sku, on_hand=on_hand, reserved=reserved, available=on_hand - reserved)
+    return InventoryPublic(
+        sku=sku, on_hand=on_hand, reserved=reserved, available=on_hand - reserved
+    )
 
 
 def _found(row: Row | None, sku: str) -> InventoryPublic:

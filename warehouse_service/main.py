@@ -4,44 +4,37 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypedDict
 
 from fastapi import Depends, FastAPI
-from sqlalchemy import Engine
-from sqlmodel import Session
 
 from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
-from servicekit.db import SyncDatabase
+from servicekit.db.database import Database
 from servicekit.health import health_router
 from servicekit.observability import install_observability
-from servicekit.sql import Transactions
-from warehouse_service import store
+from servicekit.service import open_database
+from warehouse_service import inventory
 from warehouse_service.api import router
 from warehouse_service.migrations import HISTORY
 from warehouse_service.settings import Settings
 
 
 class State(TypedDict):
-    engine: Engine
-    transactions: Transactions
+    database: Database
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the warehouse app; settings come from the environment unless given."""
     settings = settings or Settings()
-    database = SyncDatabase(settings.database_url, HISTORY)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        engine = database.open()
-        if settings.seed_demo_catalog:
-            with Session(engine) as session:
-                store.seed_catalog(session, store.DEMO_CATALOG)
-        transactions = Transactions(engine)
-        yield {"engine": engine, "transactions": transactions}
-        transactions.close()
-        database.close()
+        async with open_database(settings.database_url, HISTORY, name="warehouse") as database:
+            if settings.seed_demo_catalog:
+                await database.run(partial(inventory.seed, catalog=inventory.DEMO_CATALOG))
+            yield {"database": database}
 
     app = create_service_app(
         title="Warehouse service",
@@ -59,5 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(
         router, dependencies=[Depends(service_token_guard("warehouse", settings.service_token))]
     )
-    app.include_router(health_router(database.check))
+    app.include_router(health_router())
     return app

@@ -1,4 +1,4 @@
-"""Helpers for email tests: a recording SMTP server, requests, and problem checks."""
+"""Helpers for email tests: a recording SMTP server, a gated mailer, and requests."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import httpx
 
 from email_service.delivery import Outgoing
 
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
 ADA = "ada@example.com"
 CONFIRMATION_CONTEXT: dict[str, Any] = {
     "customer_name": "Ada Lovelace",
@@ -65,18 +64,6 @@ class GatedMailer:
         self.started.set()
         await self.release.wait()
         self.delivered.append(message)
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Check ``response`` is an RFC 9457 problem with ``status``; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert PROBLEM_KEYS <= body.keys()
-    assert body["status"] == status
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 def email_body(

@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.email_service.helpers import ADA, assert_problem, email_body, emails_of, send
+from tests.email_service.helpers import ADA, email_body, emails_of, send
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -14,12 +14,11 @@ from email_service.main import create_app
 from email_service.settings import Settings
 from tests.email_service.helpers import (
     GatedMailer,
-    assert_problem,
     email_body,
     emails_of,
     send,
 )
-from tests.support import running
+from tests.support import assert_problem, running
 
 pytestmark = pytest.mark.anyio
 

@@ -9,12 +9,12 @@ import pytest
 
 from tests.email_service.helpers import (
     ADA,
-    assert_problem,
     email_body,
     emails_of,
     read_email,
     send,
 )
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -13,14 +13,13 @@ from email_service.settings import Settings
 from tests.email_service.helpers import (
     ADA,
     SmtpSink,
-    assert_problem,
     email_body,
     emails_of,
     free_port,
     read_email,
     send,
 )
-from tests.support import running
+from tests.support import assert_problem, running
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 
 from orchestrator.schemas import MONEY_PATTERN
 from tests.fuzz import apps
-from warehouse_service.store import DEMO_CATALOG
+from warehouse_service.inventory import DEMO_CATALOG
 
 CHECKS = [
     not_a_server_error,

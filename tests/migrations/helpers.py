@@ -22,7 +22,7 @@ from orchestrator.settings import Settings as OrchestratorSettings
 from rewards_service.main import create_app as create_rewards_app
 from rewards_service.migrations import HISTORY as REWARDS_HISTORY
 from rewards_service.settings import Settings as RewardsSettings
-from servicekit.db import create_sync_engine
+from servicekit.db.engines import create_sync_engine
 from servicekit.migrations import MigrationHistory
 from warehouse_service.main import create_app as create_warehouse_app
 from warehouse_service.migrations import HISTORY as WAREHOUSE_HISTORY

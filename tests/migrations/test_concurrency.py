@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from servicekit.db import create_sync_engine
+from servicekit.db.engines import create_sync_engine
 from tests.migrations.helpers import SERVICES, differences, version_of
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel.sql.sqltypes import AutoString
 
-from servicekit.db import UTCDateTime
+from servicekit.db.values import UTCDateTime
 from servicekit.migrations import MigrationHistory, revision, upgrade
 from tests.migrations.helpers import SERVICES, differences, version_of
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from servicekit.db import create_sync_engine
+from servicekit.db.engines import create_sync_engine
 from servicekit.migrations import current, upgrade
 from tests.migrations.helpers import INITIAL, SERVICES, differences, snapshot, version_of
 

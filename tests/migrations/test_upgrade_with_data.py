@@ -19,7 +19,7 @@ import pytest
 from email_service.schemas import EmailCreate
 from orchestrator.schemas import CheckoutCreate
 from rewards_service.schemas import TransactionCreate
-from servicekit.db import create_sync_engine
+from servicekit.db.engines import create_sync_engine
 from servicekit.idempotency import fingerprint, stored_key
 from servicekit.migrations import upgrade
 from tests.migrations.helpers import INITIAL, SERVICES, count, differences, insert, version_of

@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.rewards_service.ledger import assert_account, credit, reverse
+from tests.rewards_service.helpers import assert_account, credit, reverse
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.rewards_service.ledger import assert_account, assert_problem, credit, reverse
+from tests.rewards_service.helpers import assert_account, credit, reverse
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

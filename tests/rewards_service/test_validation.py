@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.rewards_service.ledger import assert_account, assert_problem, credit
+from tests.rewards_service.helpers import assert_account, credit
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,9 @@ from functools import partial
 import httpx
 import pytest
 
-from tests.rewards_service.ledger import assert_account, assert_problem, credit
+from tests.rewards_service.helpers import assert_account, credit
 from tests.rewards_service.test_concurrency import gather
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -9,13 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from servicekit.db import (
-    UnsupportedDatabaseError,
-    create_async_db_engine,
-    create_sync_engine,
-    is_sqlite,
-    normalize_url,
-)
+from servicekit.db.engines import create_async_db_engine, create_sync_engine
+from servicekit.db.urls import UnsupportedDatabaseError, is_sqlite, normalize_url
 
 # (DATABASE_URL as given, synchronous URL, asynchronous URL)
 URL_FORMS = [

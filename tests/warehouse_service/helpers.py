@@ -1,24 +1,10 @@
-"""Helpers for warehouse tests: stocking, reading effects and checking problem answers."""
+"""Helpers for warehouse tests: stocking, reserving and reading effects."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
-
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Check ``response`` is an RFC 9457 problem with ``status``; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert PROBLEM_KEYS <= body.keys()
-    assert body["status"] == status
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
 
 
 async def stock(client: httpx.AsyncClient, sku: str, on_hand: int) -> None:

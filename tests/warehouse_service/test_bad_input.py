@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.warehouse_service.helpers import assert_problem, levels, reservations_of, stock
+from tests.support import assert_problem
+from tests.warehouse_service.helpers import levels, reservations_of, stock
 
 pytestmark = pytest.mark.anyio
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support import running
-from tests.warehouse_service.helpers import assert_problem, levels, stock
+from tests.support import assert_problem, running
+from tests.warehouse_service.helpers import levels, stock
+from warehouse_service.inventory import DEMO_CATALOG
 from warehouse_service.main import create_app
 from warehouse_service.settings import Settings
-from warehouse_service.store import DEMO_CATALOG
 
 
 @pytest.mark.anyio

@@ -21,7 +21,8 @@ import anyio
 import httpx
 import pytest
 
-from tests.warehouse_service.helpers import assert_problem, levels, stock
+from tests.support import assert_problem
+from tests.warehouse_service.helpers import levels, stock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

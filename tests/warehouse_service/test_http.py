@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.warehouse_service.helpers import assert_problem
+from tests.support import assert_problem
 
 pytestmark = pytest.mark.anyio
 

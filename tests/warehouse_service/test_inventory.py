@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.warehouse_service.helpers import assert_problem, levels, reserve, stock
+from tests.support import assert_problem
+from tests.warehouse_service.helpers import levels, reserve, stock
 
 pytestmark = pytest.mark.anyio
 

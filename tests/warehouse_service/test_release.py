@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.support import assert_problem
 from tests.warehouse_service.helpers import (
-    assert_problem,
     levels,
     reservations_of,
     reserve,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.support import assert_problem
 from tests.warehouse_service.helpers import (
-    assert_problem,
     levels,
     reservations_of,
     reserve,

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from tests.rewards_service.test_concurrency import gather
+from tests.support import assert_problem
 from tests.warehouse_service.helpers import (
-    assert_problem,
     levels,
     reservations_of,
     reserve,
@@ -60,6 +60,7 @@ async def test_a_reservation_arriving_after_the_void_is_refused(client: httpx.As
     assert problem["type"] == "urn:checkout-suite:problem:checkout-voided"
     assert await levels(client, "SKU-A") == (10, 0, 10)
     assert await reservations_of(client, "c-late") == [voided.json()]
+    assert (await client.get(f"/reservations/{voided.json()['id']}")).json() == voided.json()
     # The refusal was not stored under the key: it changed nothing, and is refused again.
     assert_problem(
         await reserve(client, "c-late", LINES, headers={"Idempotency-Key": "c-late:reserve"}), 409

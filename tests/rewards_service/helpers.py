@@ -1,4 +1,4 @@
-"""Assertions on the rewards service's observable state, through its read endpoints."""
+"""Helpers for rewards tests: credits and reversals, and accounts as the read endpoints show them."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ from typing import Any
 
 import httpx
 
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    """``response`` is an RFC 9457 problem with ``status``; returns its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= body.keys()
-    return body
+from tests.support import assert_problem
 
 
 async def balance_of(client: httpx.AsyncClient, customer_id: str) -> int | None:
