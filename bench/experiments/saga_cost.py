@@ -7,7 +7,8 @@ each to completion with the real ``SagaRunner``, journal, retry policy and telem
 one after another on uvloop, but with steps that answer at once instead of calling a service. So
 the figure is the orchestrator's own bookkeeping per checkout: the five journal transactions,
 the runner, the telemetry. ``--statements`` (SQLite) also times each SQL statement the journal
-runs, by kind (BEGIN, INSERT, UPDATE, COMMIT), per checkout. ``--profile`` prints cProfile's top
+runs, by kind (INSERT, UPDATE, COMMIT; a transaction's BEGIN counts with its first statement), per
+checkout. ``--profile`` prints cProfile's top
 functions (its overhead inflates Python-heavy code: read proportions, not times).
 
 The default database is a fresh SQLite file; ``--url`` takes a PostgreSQL database (its tables
@@ -60,20 +61,30 @@ class InstantStep:
 
 
 def _timed_statements(times: collections.Counter[str]) -> Any:
-    """Time each SQLite statement of the kit's transactions by its first word; returns the undo."""
-    run = SqliteTransaction._run
+    """Time each SQLite statement of the kit's transactions by its first word, and each COMMIT;
+    returns the undo."""
+    run, end = SqliteTransaction._run, SqliteTransaction.end
 
-    def timed(transaction: SqliteTransaction, statement: SQL, params: Any) -> Any:
+    def timed_run(transaction: SqliteTransaction, statement: SQL, params: Any) -> Any:
         started = time.perf_counter()
         try:
             return run(transaction, statement, params)
         finally:
             times[statement.sqlite.split()[0].upper()] += time.perf_counter() - started
 
-    SqliteTransaction._run = timed  # type: ignore[method-assign]
+    def timed_end(transaction: SqliteTransaction, *, commit: bool) -> None:
+        started = time.perf_counter()
+        try:
+            end(transaction, commit=commit)
+        finally:
+            times["COMMIT" if commit else "ROLLBACK"] += time.perf_counter() - started
+
+    SqliteTransaction._run = timed_run  # type: ignore[method-assign]
+    SqliteTransaction.end = timed_end  # type: ignore[method-assign]
 
     def undo() -> None:
         SqliteTransaction._run = run  # type: ignore[method-assign]
+        SqliteTransaction.end = end  # type: ignore[method-assign]
 
     return undo
 

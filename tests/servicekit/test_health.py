@@ -12,7 +12,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def _client_for(healthy: bool) -> httpx.AsyncClient:
-    async def check_database() -> None:
+    async def check_database(_request: object) -> None:
         if not healthy:
             raise ConnectionRefusedError("db at 10.0.0.5:5432 with password hunter2 refused")
 
