@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TypedDict
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from email_service.api import router
 from email_service.delivery import Mailer, build_mailer
 from email_service.migrations import HISTORY
 from email_service.settings import Settings
-from servicekit.app import create_service_app
-from servicekit.auth import service_token_guard
-from servicekit.db.database import Database
-from servicekit.health import health_router
 from servicekit.logs import configure_logging
-from servicekit.observability import install_observability
-from servicekit.service import open_database
+from servicekit.service import service_app
 
 
 def _show_service_log() -> None:
@@ -37,11 +29,6 @@ def _show_service_log() -> None:
         logger.addHandler(handler)
 
 
-class State(TypedDict):
-    database: Database
-    mailer: Mailer
-
-
 def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None) -> FastAPI:
     """Build the email app; settings come from the environment unless given.
 
@@ -56,26 +43,16 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
         smtp_url=settings.smtp_url, sender=settings.email_from, timeout_s=settings.smtp_timeout_s
     )
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        async with open_database(settings.database_url, HISTORY, name="email") as database:
-            yield {"database": database, "mailer": chosen}
-
-    app = create_service_app(
+    return service_app(
+        service="email",
         title="Email service",
-        version="1.0.0",
         description="An outbox of order emails: each is rendered from a template, recorded, then "
         "sent over SMTP (or written to the log without SMTP_URL). At most one message per "
         "checkout and template, so a confirmation is never sent twice.",
-        lifespan=lifespan,
-        openapi_tags=[
-            {"name": "emails", "description": "Messages of the outbox and their delivery."},
-            {"name": "health", "description": "Liveness and readiness probes."},
-        ],
+        tags=[{"name": "emails", "description": "Messages of the outbox and their delivery."}],
+        router=router,
+        service_token=settings.service_token,
+        database_url=settings.database_url,
+        history=HISTORY,
+        state={"mailer": chosen},
     )
-    install_observability(app, service="email")
-    app.include_router(
-        router, dependencies=[Depends(service_token_guard("email", settings.service_token))]
-    )
-    app.include_router(health_router())
-    return app

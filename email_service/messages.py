@@ -184,10 +184,10 @@ def detail(message: Message) -> EmailDetail:
 
 async def read_message(database: Database, *, message_id: uuid.UUID) -> Message:
     """One message by id."""
-    rows = (await database.execute(_BY_ID, {"id": message_id})).rows
-    if not rows:
+    row = (await database.execute(_BY_ID, {"id": message_id})).first()
+    if row is None:
         raise EmailNotFoundError(f"No email has the id {message_id}.")
-    return _message(rows[0])
+    return _message(row)
 
 
 async def list_messages(

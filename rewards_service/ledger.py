@@ -203,18 +203,18 @@ _OF_CHECKOUT = SQL(
 
 async def read_account(database: Database, *, customer_id: str) -> AccountPublic:
     """The balance of a customer's account."""
-    rows = (await database.execute(_ACCOUNT, {"customer_id": customer_id})).rows
-    if not rows:
+    row = (await database.execute(_ACCOUNT, {"customer_id": customer_id})).first()
+    if row is None:
         raise AccountNotFoundError(f"The customer {customer_id} was never credited.")
-    return AccountPublic(customer_id=rows[0][0], balance=rows[0][1])
+    return AccountPublic(customer_id=row[0], balance=row[1])
 
 
 async def read_transaction(database: Database, *, transaction_id: uuid.UUID) -> TransactionPublic:
     """One ledger entry by id."""
-    rows = (await database.execute(_BY_ID, {"id": transaction_id})).rows
-    if not rows:
+    row = (await database.execute(_BY_ID, {"id": transaction_id})).first()
+    if row is None:
         raise TransactionNotFoundError(f"No transaction has the id {transaction_id}.")
-    return _public(rows[0])
+    return _public(row)
 
 
 async def list_account_transactions(

@@ -1,5 +1,8 @@
 """What every service's app is built from: its database for the app's lifetime, and route helpers.
 
+- ``service_app``: a service's whole app: its routes behind the service token, the kit's
+  problem+json, offline docs, logs, metrics and traces, the health probes, and a lifespan that
+  opens its database.
 - ``open_database``: the lifespan's part; it opens the database after bringing its schema to the latest migration, yields it
 in the app's state (``"database"``), and closes it whatever ends the lifespan; routes reach it
   through ``DatabaseDep``.
@@ -16,15 +19,61 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
+from servicekit.app import create_service_app
+from servicekit.auth import service_token_guard
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
+from servicekit.health import health_router
 from servicekit.idempotency import NO_BODY, fingerprint, run_once
 from servicekit.migrations import MigrationHistory, upgrade
+from servicekit.observability import install_observability
 from servicekit.problems import ProblemError
+
+HEALTH_TAG = {"name": "health", "description": "Liveness and readiness probes."}
+
+
+def service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    tags: list[dict[str, str]],
+    router: APIRouter,
+    service_token: SecretStr | None,
+    database_url: str,
+    history: MigrationHistory,
+    on_start: Callable[[Database], Awaitable[None]] | None = None,
+    state: dict[str, Any] | None = None,
+) -> FastAPI:
+    """The app of a service the orchestrator calls, named ``service`` (in logs, traces, pools).
+
+    Its lifespan opens the database (``open_database``), awaits ``on_start(database)`` (e.g. a
+    demo catalog) and puts the database and ``state``'s members in the app's state.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_database(database_url, history, name=service) as database:
+            if on_start is not None:
+                await on_start(database)
+            yield {**(state or {}), "database": database}
+
+    app = create_service_app(
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan,
+        openapi_tags=[*tags, HEALTH_TAG],
+    )
+    install_observability(app, service=service)
+    guard = service_token_guard(service, service_token)
+    app.include_router(router, dependencies=[Depends(guard)])
+    app.include_router(health_router())
+    return app
 
 
 @asynccontextmanager

@@ -70,8 +70,7 @@ def _found(row: Row | None, sku: str) -> InventoryPublic:
 
 async def read(database: Database, *, sku: str) -> InventoryPublic:
     """Stock of one sku (one statement, a transaction of its own); 404 if never stocked."""
-    rows = (await database.execute(_READ, {"sku": sku})).rows
-    return _found(rows[0] if rows else None, sku)
+    return _found((await database.execute(_READ, {"sku": sku})).first(), sku)
 
 
 async def set_on_hand(tx: Transaction, *, sku: str, on_hand: int) -> tuple[InventoryPublic, bool]:

@@ -149,8 +149,8 @@ async def load(database: Database, checkout_id: uuid.UUID) -> Loaded | None:
 
 async def find_by_key(database: Database, key_hash: str) -> CheckoutRecord | None:
     """The checkout first created with this (hashed) Idempotency-Key."""
-    rows = (await database.execute(_BY_KEY, {"key_hash": key_hash})).rows
-    return checkout_of(rows[0], 0) if rows else None
+    row = (await database.execute(_BY_KEY, {"key_hash": key_hash})).first()
+    return checkout_of(row, 0) if row is not None else None
 
 
 async def save_first_response(

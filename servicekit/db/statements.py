@@ -37,6 +37,10 @@ class Result(NamedTuple):
     rows: list[Row]
     rowcount: int
 
+    def first(self) -> Row | None:
+        """The first row, or None when there is none."""
+        return self.rows[0] if self.rows else None
+
 
 # A quoted literal or identifier (left as it is), or a ``:name`` parameter (not a ``::`` cast).
 _NAMED = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|(?<![:\w]):(\w+)""")

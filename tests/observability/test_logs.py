@@ -8,13 +8,13 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import anyio
 import pytest
 
 from servicekit.logs import configure_logging, get_logger, log_formatter, mask
 from tests.faults import faulty_suite
 from tests.observability.conftest import metric, scrape
-from tests.suite import Suite, checkout_body
+from tests.suite import checkout_body
+from tests.support import wait_finished
 
 
 @pytest.fixture
@@ -38,17 +38,6 @@ def saga_events(lines: list[dict[str, Any]], checkout_id: str) -> list[tuple[Any
         for line in lines
         if line["logger"] == "orchestrator.saga" and line["checkout_id"] == checkout_id
     ]
-
-
-async def wait_terminal(suite: Suite, checkout_id: str) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        while True:
-            checkout: dict[str, Any] = (
-                await suite.orchestrator.get(f"/checkouts/{checkout_id}")
-            ).json()
-            if checkout["status"] in ("completed", "failed"):
-                return checkout
-            await anyio.sleep(0.02)
 
 
 @pytest.mark.anyio
@@ -111,7 +100,7 @@ async def test_a_parked_checkout_and_its_recovery_are_logged_and_counted(
         placed = await suite.orchestrator.post(
             "/checkouts", json=checkout_body(), headers={"Prefer": "respond-async"}
         )
-        checkout = await wait_terminal(suite, placed.json()["id"])
+        checkout = await wait_finished(suite.orchestrator, f"/checkouts/{placed.json()['id']}")
         text = await scrape(suite.orchestrator)
     assert checkout["status"] == "completed"
 

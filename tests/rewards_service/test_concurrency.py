@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-import anyio
 import httpx
 import pytest
 
 from tests.rewards_service.helpers import assert_account, credit, reverse
+from tests.support import gather
 
 pytestmark = pytest.mark.anyio
-
-
-async def gather(calls: Sequence[Callable[[], Awaitable[httpx.Response]]]) -> list[httpx.Response]:
-    """Run every call at once and return the responses in call order."""
-    responses: list[httpx.Response | None] = [None] * len(calls)
-
-    async def run(index: int) -> None:
-        responses[index] = await calls[index]()
-
-    async with anyio.create_task_group() as group:
-        for index in range(len(calls)):
-            group.start_soon(run, index)
-    assert all(response is not None for response in responses)
-    return [response for response in responses if response is not None]
 
 
 async def test_concurrent_credits_of_many_checkouts_sum_exactly(
