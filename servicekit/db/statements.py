@@ -60,12 +60,14 @@ class SQL:
 
     __slots__ = ("postgres", "sqlite")
 
-    def __init__(self, text: str) -> None:
-        if "%" in text:
-            raise ValueError("write % as a parameter: psycopg reads it as a placeholder")
+    def __init__(self, text: str, *, postgres: str | None = None) -> None:
+        """``postgres``: the statement PostgreSQL runs instead, where the two dialects differ."""
+        for form in (text, postgres or ""):
+            if "%" in form:
+                raise ValueError("write % as a parameter: psycopg reads it as a placeholder")
         self.sqlite = text
         self.postgres = _NAMED.sub(
-            lambda match: match[0] if match[1] is None else f"%({match[1]})s", text
+            lambda match: match[0] if match[1] is None else f"%({match[1]})s", postgres or text
         )
 
     def __repr__(self) -> str:

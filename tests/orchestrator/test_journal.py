@@ -399,36 +399,44 @@ async def test_a_terminal_commit_ends_the_lease(store: Store) -> None:
 
 @bounded
 async def test_a_stale_lease_cannot_write(store: Store) -> None:
-    """Once another replica took the lease, the old owner's commits raise LeaseLostError and
-    write nothing, whatever token they give; the new owner's commits go through."""
+    """A commit with a token no longer the lease's (claimed again, or by another replica) raises
+    LeaseLostError and writes nothing; the lease's holder commits go through."""
     old, new = store.journal("replica-a"), store.journal("replica-b")
     checkout_id = (await old.create(a_checkout(), STEPS))[0].id
-    assert await new.claim(checkout_id) is None  # a live lease is not taken
-    await old.let_go(checkout_id, 1)
-    assert await new.claim(checkout_id) == 2
-
-    before = snapshot(store.orm, checkout_id)
-    assert before[0] is not None
-    assert (before[0]["lease_owner"], before[0]["lease_token"]) == ("replica-b", 2)
     late = Transition(
         {"status": CheckoutStatus.running},
         {"warehouse": {"status": StepStatus.succeeded, "attempts": 1}},
     )
-    for token, unless_cancelled in ((1, False), (1, True), (2, False)):
+    # The same replica claimed it again (a restart): its earlier token is stale.
+    await old.let_go(checkout_id, 1)
+    assert await old.claim(checkout_id) == 2
+    before = snapshot(store.orm, checkout_id)
+    with pytest.raises(LeaseLostError):
+        await old.commit(checkout_id, 1, late)
+    assert snapshot(store.orm, checkout_id) == before
+
+    assert await new.claim(checkout_id) is None  # a live lease is not taken
+    await old.let_go(checkout_id, 2)
+    assert await new.claim(checkout_id) == 3
+    before = snapshot(store.orm, checkout_id)
+    assert before[0] is not None
+    assert (before[0]["lease_owner"], before[0]["lease_token"]) == ("replica-b", 3)
+    # Another replica holds it: no token of the old owner's writes, not even the current one.
+    for token, unless_cancelled in ((2, False), (2, True), (3, False)):
         with pytest.raises(LeaseLostError):
             await old.commit(checkout_id, token, late, unless_cancelled=unless_cancelled)
     with pytest.raises(LeaseLostError):
-        await old.commit(checkout_id, 1, Transition.of_checkout(status=CheckoutStatus.failed))
-    await old.let_go(checkout_id, 1)  # ends nothing: the lease is not its own
+        await old.commit(checkout_id, 2, Transition.of_checkout(status=CheckoutStatus.failed))
+    await old.let_go(checkout_id, 2)  # ends nothing: the lease is not its own
     assert snapshot(store.orm, checkout_id) == before
 
-    await new.commit(checkout_id, 2, late)
+    await new.commit(checkout_id, 3, late)
     checkout, steps = snapshot(store.orm, checkout_id)
     assert checkout is not None
     assert (checkout["status"], checkout["lease_owner"], checkout["lease_token"]) == (
         "running",
         "replica-b",
-        2,
+        3,
     )
     assert (steps[0]["status"], steps[0]["attempts"]) == ("succeeded", 1)
     with pytest.raises(LeaseLostError):
@@ -599,8 +607,8 @@ async def test_pages_and_status_counts_return_what_was_written(store: Store) -> 
     by status and customer; the counts cover every status."""
     journal = store.journal()
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    # Two checkouts share a creation time: the id orders them.
-    times = [base, base + timedelta(seconds=1), base + timedelta(seconds=1), base + timedelta(2)]
+    # Two checkouts share a creation time, split by the first page's end: the id orders them.
+    times = [base, base + timedelta(seconds=1), base + timedelta(2), base + timedelta(2)]
     times.append(base + timedelta(days=3, microseconds=1))
     created: list[CheckoutRecord] = []
     for index, created_at in enumerate(times):
@@ -634,6 +642,7 @@ async def test_pages_and_status_counts_return_what_was_written(store: Store) -> 
             break
         after = (listed[-1][0].created_at, listed[-1][0].id)
     assert seen == newest_first
+    assert {seen[1], seen[2]} == {created[2].id, created[3].id}  # the tie spans two pages
     assert mores == [True, True, False]
 
     completed, more = await checkouts.page(
