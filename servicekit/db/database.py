@@ -153,6 +153,8 @@ class SqliteDatabase(Database):
         # for it, and for the next one if another waiter's commit has started one meanwhile.
         while self._checkpoint_ended is not None:
             await self._checkpoint_ended.wait()
+        if self.closed:  # closed while this caller waited for the checkpoint
+            raise RuntimeError("the database is closed")
         done, result = self._on_loop(work, kind)
         if done:
             self.on_loop += 1
@@ -202,6 +204,8 @@ class SqliteDatabase(Database):
     def _thread_side(self) -> sqlite3.Connection:
         # One worker thread at a time (the limiter), but not always the same thread.
         if self._thread_connection is None:
+            if self.closed:  # queued before ``close``: no connection that nobody would close
+                raise RuntimeError("the database is closed")
             self._thread_connection = sqlite.connect(self.url, check_same_thread=False)
         return self._thread_connection
 
@@ -234,11 +238,16 @@ class SqliteDatabase(Database):
         if self._loop_connection is not None:
             self._loop_connection.close()
             self._loop_connection = None
-        if self._thread_connection is not None:
-            connection, self._thread_connection = self._thread_connection, None
-            # After the thread's transactions queued before this one.
+        if self._limiter is not None:
+            # After the thread's transactions queued before this one, whichever connection
+            # they left open.
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(connection.close, limiter=self._limiter)
+                await anyio.to_thread.run_sync(self._close_thread_side, limiter=self._limiter)
+
+    def _close_thread_side(self) -> None:
+        connection, self._thread_connection = self._thread_connection, None
+        if connection is not None:
+            connection.close()
 
 
 def _has_input(connection: psycopg.AsyncConnection[Any]) -> bool:
