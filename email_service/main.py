@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from email_service.api import router
 from email_service.delivery import Mailer, build_mailer
 from email_service.migrations import HISTORY
+from email_service.reactions import reactions_with
 from email_service.settings import Settings
 from servicekit.logs import configure_logging
 from servicekit.service import service_app
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, *, mailer: Mailer | None = None
         tags=[{"name": "emails", "description": "Messages of the outbox and their delivery."}],
         router=router,
         service_token=settings.service_token,
+        coordination=settings,
+        reactions=reactions_with(chosen),
         database_url=settings.database_url,
         history=HISTORY,
         state={"mailer": chosen},

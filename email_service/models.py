@@ -10,6 +10,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from servicekit.db.values import UTCDateTime
+from servicekit.events.tables import INBOX_TABLE, OUTBOX_TABLE, InboxRecordBase, OutboxRecordBase
 from servicekit.idempotency import IdempotencyRecordBase
 
 SUBJECT_MAX = 255
@@ -58,3 +59,15 @@ class IdempotencyRecord(IdempotencyRecordBase, EmailTable, table=True):
     """First responses to keyed requests."""
 
     __tablename__ = "idempotency_record"
+
+
+class EventOutbox(OutboxRecordBase, EmailTable, table=True):
+    """Events written with the effects they announce, until the relay has published them."""
+
+    __tablename__ = OUTBOX_TABLE
+
+
+class EventInbox(InboxRecordBase, EmailTable, table=True):
+    """Ids of the messages applied here, so a redelivery is skipped."""
+
+    __tablename__ = INBOX_TABLE

@@ -1,18 +1,14 @@
 """Settings of the email service, read from its own environment."""
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+
+from servicekit.settings import ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """Environment variables of the email process."""
 
-    model_config = SettingsConfigDict(extra="ignore")
-
     database_url: str = "sqlite:///data/email.db"
-    host: str = "127.0.0.1"
-    # Bearer tokens the orchestrator must present (comma-separated to rotate); unset: open.
-    service_token: SecretStr | None = None
     port: int = 8001
     # Unset: messages are recorded and written to the log instead of being sent.
     # Set: smtp://[user:pass@]host[:port][?starttls=true|false] or smtps://… (implicit TLS).

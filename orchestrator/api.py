@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import views
+from orchestrator.choreography.placing import Placing
 from orchestrator.errors import (
+    CheckoutChoreographedError,
     CheckoutNotFoundError,
     CheckoutPastPivotError,
     CheckoutTerminalError,
@@ -25,6 +27,7 @@ from orchestrator.saga.supervisor import Supervisor
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate, CheckoutPage, CheckoutPublic
 from orchestrator.settings import Settings
 from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus
+from servicekit.events.runtime import Coordination
 from servicekit.idempotency import (
     REPLAYED_HEADER,
     IdempotencyKeyHeader,
@@ -183,8 +186,13 @@ async def create_checkout(
         if existing is not None:
             return await _answer_repeat(existing, digest, journal, settings)
     checkout = _new_checkout(body, settings, key_hash, digest)
+    # In choreography the checkout is placed as an event, and the services' events end it.
+    placing: Placing | None = state.placing
     try:
-        recorded = await journal.create(checkout, settings.step_order)
+        if placing is None:
+            recorded = await journal.create(checkout, settings.step_order)
+        else:
+            recorded = await placing.place(checkout, settings.step_order)
     except IntegrityError as exc:
         if not (key_hash and is_duplicate_key(exc)):
             raise
@@ -192,13 +200,15 @@ async def create_checkout(
         assert existing is not None
         return await _answer_repeat(existing, digest, journal, settings)
 
-    supervisor.start(checkout.id, checkout.lease_token, recorded)
+    if placing is None:
+        supervisor.start(checkout.id, checkout.lease_token, recorded)
     headers = {"Location": f"/checkouts/{checkout.id}"}
     ended_here = None
     if _wants_async(prefer):
         headers["Preference-Applied"] = "respond-async"
     else:
-        ended_here = await supervisor.wait(checkout.id, settings.checkout_sync_deadline_s)
+        ending = supervisor if placing is None else placing
+        ended_here = await ending.wait(checkout.id, settings.checkout_sync_deadline_s)
     # A saga that ended here says what its journal holds: no need to read it back.
     public = (
         views.to_public(*ended_here)
@@ -239,12 +249,27 @@ async def list_checkouts(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    coordination: Annotated[Coordination | None, Query()] = None,
 ) -> Any:
-    """Checkouts newest first, filtered by status or customer; follow ``next_cursor`` for the next page."""
+    """Checkouts newest first, filtered by status, customer or coordination; follow ``next_cursor`` for the next page."""
     items, next_cursor = await views.list_checkouts(
-        journal, status=status, customer_id=customer_id, limit=limit, cursor=cursor
+        journal,
+        status=status,
+        customer_id=customer_id,
+        limit=limit,
+        cursor=cursor,
+        coordination=coordination,
     )
     return CheckoutPage(items=items, next_cursor=next_cursor)
+
+
+def _refuse_if_choreographed(checkout: CheckoutPublic, what: str) -> None:
+    """Only an orchestrated checkout has someone to retry or cancel it: this orchestrator."""
+    if checkout.coordination == "choreography":
+        raise CheckoutChoreographedError(
+            f"Checkout {checkout.id} is choreographed: the services' events drive it, so it "
+            f"cannot be {what} here."
+        )
 
 
 async def _drive_now_if_free(
@@ -268,6 +293,7 @@ async def retry_checkout(
 ) -> CheckoutPublic:
     """Resume an unfinished checkout now (parked or stuck) with a fresh deadline; 409 once terminal."""
     current = await _existing(journal, checkout_id)
+    _refuse_if_choreographed(current, "retried")
     if not await journal.request_retry(current.id, settings.checkout_deadline_s):
         raise CheckoutTerminalError(
             f"Checkout {current.id} is {current.status}; a terminal checkout is never re-run. Place a new checkout."
@@ -289,6 +315,7 @@ async def retry_checkout(
 async def cancel_checkout(checkout_id: str, journal: JournalDep, supervisor: SupervisorDep) -> Any:
     """Cancel an unfinished checkout whose confirmation email has not started: its completed steps are compensated."""
     current = await _existing(journal, checkout_id)
+    _refuse_if_choreographed(current, "cancelled")
     if current.error and current.error.get("kind") == "cancelled":
         return JSONResponse(
             current.model_dump(mode="json"),

@@ -35,6 +35,14 @@ class CheckoutPastPivotError(ProblemError):
     title = "Checkout past its pivot"
 
 
+class CheckoutChoreographedError(ProblemError):
+    """Retry and cancel are the orchestrator's to do, and no one conducts a choreographed checkout."""
+
+    status = 409
+    type = "urn:checkout-suite:problem:checkout-choreographed"
+    title = "Checkout is choreographed"
+
+
 class InvalidCursorError(ProblemError):
     """A pagination cursor this API did not hand out."""
 

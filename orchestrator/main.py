@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import TypedDict
@@ -13,6 +14,8 @@ import httpx
 from fastapi import Depends, FastAPI
 
 from orchestrator.api import router
+from orchestrator.choreography.feed import Feed
+from orchestrator.choreography.placing import Placing, journal_of
 from orchestrator.clients import ServiceClients
 from orchestrator.journal.journal import Journal
 from orchestrator.migrations import HISTORY
@@ -30,6 +33,7 @@ from orchestrator.ui import router as ui_router
 from servicekit.app import create_service_app
 from servicekit.auth import bearer_guard, browser_guard, split_secrets, warn_if_open
 from servicekit.db.database import Database
+from servicekit.events.runtime import choreography
 from servicekit.health import health_router
 from servicekit.observability import install_observability
 from servicekit.service import open_database
@@ -42,7 +46,29 @@ class State(TypedDict):
     database: Database
     journal: Journal
     supervisor: Supervisor
+    placing: Placing | None
     rate_limit: CheckoutRateLimit
+
+
+@asynccontextmanager
+async def placing_of(settings: Settings, database: Database) -> AsyncIterator[Placing | None]:
+    """In choreography: checkouts placed as events, and the journal fed by every checkout event
+    (one replica's feed at a time). In orchestration: None, and the supervisor drives them."""
+    if settings.coordination != "choreography":
+        yield None
+        return
+    placing: Placing | None = None
+
+    def ended(checkout_id: uuid.UUID) -> None:
+        if placing is not None:
+            placing.ended(checkout_id)
+
+    feed = Feed(journal_of(database), ended)
+    async with choreography(
+        database, settings, consumer="journal", reactions=feed.reactions, single_active=True
+    ) as running:
+        placing = Placing(database, running.relay)
+        yield placing
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -89,12 +115,13 @@ def create_app(
                     recovery_interval_s=settings.recovery_interval_s,
                     grace_s=settings.shutdown_grace_s,
                 )
-                async with supervisor.running():
+                async with supervisor.running(), placing_of(settings, database) as placing:
                     yield {
                         "settings": settings,
                         "database": database,
                         "journal": journal,
                         "supervisor": supervisor,
+                        "placing": placing,
                         "rate_limit": CheckoutRateLimit(
                             settings.rate_limit, settings.rate_limit_storage_url
                         ),

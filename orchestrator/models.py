@@ -15,6 +15,7 @@ from sqlmodel import Field, SQLModel
 
 from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.db.values import UTCDateTime
+from servicekit.events.tables import INBOX_TABLE, OUTBOX_TABLE, InboxRecordBase, OutboxRecordBase
 
 
 def utcnow() -> datetime:
@@ -69,6 +70,10 @@ class Checkout(OrchestratorTable, table=True):
     # The pivot: once the confirmation email step starts, the checkout can no longer be cancelled.
     past_pivot: bool = False
     cancel_requested: bool = False
+    # Who drives it: this orchestrator's saga, or the services reacting to each other's events
+    # (then ``last_event`` is the latest of them the journal saw, as JSON).
+    coordination: str = Field(default="orchestration", max_length=16)
+    last_event: str | None = None
 
 
 class Step(OrchestratorTable, table=True):
@@ -90,3 +95,15 @@ class Step(OrchestratorTable, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     compensated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class EventOutbox(OutboxRecordBase, OrchestratorTable, table=True):
+    """Events written with the effects they announce, until the relay has published them."""
+
+    __tablename__ = OUTBOX_TABLE
+
+
+class EventInbox(InboxRecordBase, OrchestratorTable, table=True):
+    """Ids of the messages applied here, so a redelivery is skipped."""
+
+    __tablename__ = INBOX_TABLE

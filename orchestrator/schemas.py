@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from orchestrator.statuses import CheckoutStatus, StepStatus
+from servicekit.events.runtime import Coordination
 from servicekit.text import NO_CONTROL_CHARACTERS
 
 # Money travels as an exact decimal string, never a float.
@@ -134,6 +135,15 @@ class Waiting(BaseModel):
     lease_expires_at: datetime | None = Field(description="When that replica's lease runs out.")
     cancel_requested: bool
     cancellable: bool = Field(description="Whether POST /checkouts/{id}/cancel is still allowed.")
+    stuck: bool = Field(
+        default=False,
+        description="A choreographed checkout with no terminal event by its deadline.",
+    )
+    last_event: dict[str, Any] | None = Field(
+        default=None,
+        description="A choreographed checkout's latest event: type, step, source, message_id, "
+        "occurred_at.",
+    )
 
 
 class CustomerRecorded(BaseModel):
@@ -164,6 +174,11 @@ class CheckoutPublic(BaseModel):
     waiting: Waiting | None = Field(
         default=None,
         description="For an unfinished checkout: what it is waiting for (null once terminal).",
+    )
+    coordination: Coordination = Field(
+        default="orchestration",
+        description="Who drives it: this orchestrator's saga (orchestration), or the services "
+        "reacting to each other's events (choreography).",
     )
     created_at: datetime
     updated_at: datetime

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.events.runtime import CoordinationSettings
 
 STEP_NAMES = ("warehouse", "rewards", "email")
 MIN_STEP_TIMEOUT_S = 2.0
 
 
-class Settings(BaseSettings):
-    """Environment variables of the orchestrator process."""
+class Settings(CoordinationSettings):
+    """Environment variables of the orchestrator process (and ``COORDINATION``, ``BROKER_URL``,
+    ``EVENTS_PREFIX``, the same on all four services)."""
 
     model_config = SettingsConfigDict(extra="ignore")
 

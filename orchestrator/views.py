@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.choreography.placing import CHOREOGRAPHY
 from orchestrator.errors import InvalidCursorError
 from orchestrator.journal import checkouts
 from orchestrator.journal.journal import Journal
@@ -35,6 +36,8 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
         None,
     )
     last_error = _loads(current.error) if current else None
+    if checkout.coordination == CHOREOGRAPHY:
+        return _choreography_waiting(checkout, current, last_error, now)
     if checkout.cancel_requested:
         reason = "cancelling: compensating completed steps"
     elif checkout.next_attempt_at and checkout.next_attempt_at > now:
@@ -68,6 +71,42 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
     )
 
 
+def _choreography_waiting(
+    checkout: CheckoutRecord, current: StepRecord | None, last_error: Any, now: float
+) -> Waiting:
+    """Why a choreographed checkout is unfinished: the event it waits for, or stuck past its
+    deadline with the last event seen."""
+    last_event = _loads(checkout.last_event)
+    stuck = checkout.deadline_at is not None and now > checkout.deadline_at
+    seen = (
+        f"{last_event['type']} from {last_event['source']} at {last_event['occurred_at']}"
+        if last_event
+        else "none (the placed event was not consumed)"
+    )
+    if stuck:
+        reason = f"stuck: no terminal event by its deadline; last event seen: {seen}"
+    elif checkout.error is not None:
+        reason = "compensating: waiting for the steps before the failed one to undo theirs"
+    elif current is not None:
+        reason = f"waiting for the {current.name} service's event (choreography)"
+    else:
+        reason = "waiting for the first event (choreography)"
+    return Waiting(
+        reason=reason,
+        step=current.name if current else None,
+        attempts=current.attempts if current else 0,
+        last_error=last_error if isinstance(last_error, dict) else None,
+        next_attempt_at=None,
+        deadline_at=_when(checkout.deadline_at),
+        lease_owner=None,
+        lease_expires_at=None,
+        cancel_requested=False,
+        cancellable=False,
+        stuck=stuck,
+        last_event=last_event,
+    )
+
+
 def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPublic:
     """The API view of a checkout and its steps."""
     return CheckoutPublic.model_validate(
@@ -96,6 +135,7 @@ def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPubl
             ],
             "error": _loads(checkout.error),
             "waiting": waiting_of(checkout, steps),
+            "coordination": checkout.coordination,
             "created_at": checkout.created_at,
             "updated_at": checkout.updated_at,
         }
@@ -109,12 +149,23 @@ async def read_checkout(journal: Journal, checkout_id: uuid.UUID) -> CheckoutPub
 
 
 async def list_checkouts(
-    journal: Journal, *, status: str | None, customer_id: str | None, limit: int, cursor: str | None
+    journal: Journal,
+    *,
+    status: str | None,
+    customer_id: str | None,
+    limit: int,
+    cursor: str | None,
+    coordination: str | None = None,
 ) -> tuple[list[CheckoutPublic], str | None]:
     """Checkouts newest first, by keyset on (created_at, id), so no row is skipped or repeated."""
     after = decode_cursor(cursor) if cursor else None
     listed, more = await checkouts.page(
-        journal.database, status=status, customer_id=customer_id, after=after, limit=limit
+        journal.database,
+        status=status,
+        customer_id=customer_id,
+        coordination=coordination,
+        after=after,
+        limit=limit,
     )
     items = [to_public(checkout, steps) for checkout, steps in listed]
     last = listed[-1][0] if more else None

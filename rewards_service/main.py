@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from rewards_service import reactions
 from rewards_service.api import router
 from rewards_service.migrations import HISTORY
 from rewards_service.settings import Settings
@@ -25,6 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         router=router,
         service_token=settings.service_token,
+        coordination=settings,
+        reactions=reactions.reactions,
         database_url=settings.database_url,
         history=HISTORY,
     )

@@ -1,16 +1,10 @@
 """Settings of the rewards service, read from its own environment."""
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from servicekit.settings import ServiceSettings
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
     """Environment variables of the rewards process."""
 
-    model_config = SettingsConfigDict(extra="ignore")
-
     database_url: str = "sqlite:///data/rewards.db"
-    host: str = "127.0.0.1"
-    # Bearer tokens the orchestrator must present (comma-separated to rotate); unset: open.
-    service_token: SecretStr | None = None
     port: int = 8003

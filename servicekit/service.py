@@ -13,8 +13,9 @@ in the app's state (``"database"``), and closes it whatever ends the lifespan; r
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -27,6 +28,8 @@ from servicekit.app import create_service_app
 from servicekit.auth import service_token_guard
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
+from servicekit.events.reactor import Reaction
+from servicekit.events.runtime import CoordinationSettings, choreography
 from servicekit.health import health_router
 from servicekit.idempotency import NO_BODY, fingerprint, run_once
 from servicekit.migrations import MigrationHistory, upgrade
@@ -48,11 +51,15 @@ def service_app(
     history: MigrationHistory,
     on_start: Callable[[Database], Awaitable[None]] | None = None,
     state: dict[str, Any] | None = None,
+    coordination: CoordinationSettings | None = None,
+    reactions: Callable[[Database], Mapping[str, Reaction]] | None = None,
 ) -> FastAPI:
     """The app of a service the orchestrator calls, named ``service`` (in logs, traces, pools).
 
     Its lifespan opens the database (``open_database``), awaits ``on_start(database)`` (e.g. a
-    demo catalog) and puts the database and ``state``'s members in the app's state.
+    demo catalog) and puts the database and ``state``'s members in the app's state. With
+    ``coordination`` set to choreography, it also reacts to the checkout's events for as long as
+    it runs: ``reactions(database)`` on its queue, and its outbox relayed to the broker.
     """
 
     @asynccontextmanager
@@ -60,7 +67,17 @@ def service_app(
         async with open_database(database_url, history, name=service) as database:
             if on_start is not None:
                 await on_start(database)
-            yield {**(state or {}), "database": database}
+            async with contextlib.AsyncExitStack() as stack:
+                if coordination is not None and coordination.coordination == "choreography":
+                    await stack.enter_async_context(
+                        choreography(
+                            database,
+                            coordination,
+                            consumer=service,
+                            reactions=reactions(database) if reactions else {},
+                        )
+                    )
+                yield {**(state or {}), "database": database}
 
     app = create_service_app(
         title=title,

@@ -3,20 +3,30 @@
 Tests that take ``database_url`` run once on SQLite and once on PostgreSQL. PostgreSQL comes from
 ``TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``); when it does not
 answer those runs are skipped with the reason, unless ``REQUIRE_POSTGRES=1`` (CI), where they fail.
+Tests that take ``broker`` need RabbitMQ at ``TEST_BROKER_URL`` (default
+``amqp://guest:guest@127.0.0.1:5672/``): skipped with the reason where none answers, unless
+``REQUIRE_BROKER=1`` (CI). Each gets an events prefix of its own, whose queues are deleted after.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
+import aio_pika
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REQUIRE_BROKER = os.environ.get("REQUIRE_BROKER") == "1"
 _postgres_state: dict[str, str | None] = {}
 
 
@@ -98,3 +108,63 @@ def worker_suffix() -> str:
     """Distinguishes databases of pytest runs sharing one server (TEST_DB_SUFFIX, pytest-xdist workers)."""
     parts = [os.environ.get("TEST_DB_SUFFIX", ""), os.environ.get("PYTEST_XDIST_WORKER", "")]
     return "".join(f"_{part}" for part in parts if part)
+
+
+@dataclass(frozen=True)
+class BrokerUnderTest:
+    """A RabbitMQ for one test: its URL and an events prefix no other test uses."""
+
+    url: str
+    prefix: str
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The choreography settings of all four services."""
+        return {
+            "coordination": "choreography",
+            "broker_url": self.url,
+            "events_prefix": self.prefix,
+        }
+
+
+def _broker_unavailable_reason() -> str | None:
+    """None when RabbitMQ accepts a connection, else why not (checked once per run)."""
+    if "broker" not in _postgres_state:
+        parsed = urlparse(BROKER_URL)
+        try:
+            socket.create_connection(
+                (parsed.hostname or "127.0.0.1", parsed.port or 5672), 2
+            ).close()
+            _postgres_state["broker"] = None
+        except OSError as exc:
+            _postgres_state["broker"] = (
+                f"RabbitMQ is not reachable at {parsed.hostname}:{parsed.port or 5672} "
+                f"({type(exc).__name__}); set TEST_BROKER_URL to run these tests"
+            )
+    return _postgres_state["broker"]
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[BrokerUnderTest]:
+    """RabbitMQ, with a prefix of this test's own; its queues and exchanges are deleted after."""
+    reason = _broker_unavailable_reason()
+    if reason is not None:
+        if REQUIRE_BROKER:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    under_test = BrokerUnderTest(BROKER_URL, f"test-{uuid.uuid4().hex[:12]}")
+    yield under_test
+    await delete_broker_names(under_test)
+
+
+async def delete_broker_names(under_test: BrokerUnderTest) -> None:
+    """Delete the queues and exchanges of ``under_test.prefix``."""
+    connection = await aio_pika.connect(under_test.url)
+    try:
+        channel = await connection.channel()
+        for consumer in ("journal", "warehouse", "rewards", "email", "dead"):
+            await channel.queue_delete(f"{under_test.prefix}.{consumer}")
+        for exchange in ("events", "dead"):
+            await channel.exchange_delete(f"{under_test.prefix}.{exchange}")
+    finally:
+        await connection.close()

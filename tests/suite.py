@@ -83,18 +83,25 @@ async def running_suite(
     database_url: Callable[[str], str],
     *,
     wrap: Callable[[str, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+    everywhere: dict[str, Any] | None = None,
     **orchestrator_settings: Any,
 ) -> AsyncIterator[Suite]:
-    """Start the four apps; ``wrap(service, transport)`` may put a fault injector in front of a service."""
+    """Start the four apps; ``wrap(service, transport)`` may put a fault injector in front of a service.
+
+    ``everywhere``: settings of all four (e.g. ``coordination``, ``broker_url``, ``events_prefix``).
+    """
+    shared = everywhere or {}
     async with AsyncExitStack() as stack:
         services: dict[str, httpx.AsyncClient] = {}
         transports: dict[str, httpx.AsyncBaseTransport] = {}
         apps = {
             "warehouse": create_warehouse_app(
-                WarehouseSettings(database_url=database_url("warehouse"))
+                WarehouseSettings(database_url=database_url("warehouse"), **shared)
             ),
-            "rewards": create_rewards_app(RewardsSettings(database_url=database_url("rewards"))),
-            "email": create_email_app(EmailSettings(database_url=database_url("email"))),
+            "rewards": create_rewards_app(
+                RewardsSettings(database_url=database_url("rewards"), **shared)
+            ),
+            "email": create_email_app(EmailSettings(database_url=database_url("email"), **shared)),
         }
         for name, app in apps.items():
             manager = await stack.enter_async_context(LifespanManager(app))
@@ -113,7 +120,7 @@ async def running_suite(
             "retry_max_delay_s": 0,
             "rate_limit": "",  # load tests send many checkouts from one client; tests/security turns it on
         }
-        settings = OrchestratorSettings(**(defaults | orchestrator_settings))
+        settings = OrchestratorSettings(**(defaults | shared | orchestrator_settings))
         manager = await stack.enter_async_context(
             LifespanManager(create_orchestrator_app(settings, transports=transports))
         )

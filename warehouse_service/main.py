@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from servicekit.db.database import Database
 from servicekit.service import service_app
-from warehouse_service import inventory
+from warehouse_service import inventory, reactions
 from warehouse_service.api import router
 from warehouse_service.migrations import HISTORY
 from warehouse_service.settings import Settings
@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         router=router,
         service_token=settings.service_token,
+        coordination=settings,
+        reactions=reactions.reactions,
         database_url=settings.database_url,
         history=HISTORY,
         on_start=seed_demo_catalog,

@@ -35,6 +35,8 @@ from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatu
 from servicekit.db.database import Database
 from servicekit.db.statements import SQL, Row, Transaction
 from servicekit.db.values import row_reader, uuid_of
+from servicekit.events import store as outbox
+from servicekit.events.envelope import Event
 
 # (the owner and token of the checkout's lease) when a fenced write was refused, or no row at all.
 Refusal = tuple[str | None, int | None] | None
@@ -119,10 +121,17 @@ def _loaded(rows: list[Row]) -> Loaded | None:
 # --- one checkout --------------------------------------------------------------------------
 
 
-async def insert(database: Database, checkout: CheckoutRecord, steps: Sequence[StepRecord]) -> None:
-    """Insert a checkout and its pending steps; ``IntegrityError`` if its key is taken."""
+async def insert(
+    database: Database,
+    checkout: CheckoutRecord,
+    steps: Sequence[StepRecord],
+    *,
+    events: Sequence[Event] = (),
+) -> None:
+    """Insert a checkout and its pending steps, and ``events`` into the outbox (one transaction);
+    ``IntegrityError`` if its key is taken."""
     values = {column: getattr(checkout, column) for column in CHECKOUT_COLUMNS}
-    if database.postgres:
+    if database.postgres and not events:
         values |= {
             "step_status": StepStatus.pending,
             "names": [step.name for step in steps],
@@ -138,6 +147,7 @@ async def insert(database: Database, checkout: CheckoutRecord, steps: Sequence[S
     async def work(tx: Transaction) -> None:
         await tx.execute(_INSERT_CHECKOUT, values)
         await tx.execute_many(_INSERT_STEP, step_rows)
+        await outbox.enqueue(tx, events)
 
     await database.run(work)
 
@@ -300,6 +310,7 @@ async def page(
     customer_id: str | None,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    coordination: str | None = None,
 ) -> tuple[list[Loaded], bool]:
     """Checkouts newest first, by keyset on (created_at, id), with their steps; and whether more.
 
@@ -313,6 +324,9 @@ async def page(
     if customer_id:
         where.append("customer_id = :customer_id")
         params["customer_id"] = customer_id
+    if coordination:
+        where.append("coordination = :coordination")
+        params["coordination"] = coordination
     if after is not None:
         where.append("(created_at < :after_at OR (created_at = :after_at AND id < :after_id))")
         params |= {"after_at": after[0], "after_id": after[1]}

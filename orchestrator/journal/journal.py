@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +24,7 @@ from orchestrator.journal.records import (
 )
 from orchestrator.statuses import TERMINAL_STATUSES
 from servicekit.db.database import Database
+from servicekit.events.envelope import Event
 
 
 class LeaseLostError(Exception):
@@ -43,8 +45,13 @@ class Journal:
 
     # --- creating and reading -------------------------------------------------------------
 
-    async def create(self, checkout: CheckoutRecord, step_names: list[str]) -> Loaded:
+    async def create(
+        self, checkout: CheckoutRecord, step_names: list[str], *, events: Sequence[Event] = ()
+    ) -> Loaded:
         """Record a new checkout with its pending steps, leased to this replica (token 1).
+
+        ``events`` are written to the outbox in the same transaction (a choreographed checkout's
+        ``checkout.placed``).
 
         Returns them as recorded (what ``load`` would read back, but for the steps' ids).
         Raises ``IntegrityError`` when its idempotency key is already taken.
@@ -55,7 +62,7 @@ class Journal:
         steps = [
             pending_step(checkout.id, name, position) for position, name in enumerate(step_names)
         ]
-        await checkouts.insert(self.database, checkout, steps)
+        await checkouts.insert(self.database, checkout, steps, events=events)
         return checkout, steps
 
     async def load(self, checkout_id: uuid.UUID) -> Loaded | None:

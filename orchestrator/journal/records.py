@@ -49,6 +49,8 @@ class CheckoutRecord:
     deadline_at: float | None  # epoch seconds
     past_pivot: bool
     cancel_requested: bool
+    coordination: str  # "orchestration" or "choreography"
+    last_event: str | None  # JSON: the latest event of a choreographed checkout
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ def new_checkout(
     deadline_at: float | None,
     idempotency_key_hash: str | None = None,
     request_fingerprint: str | None = None,
+    coordination: str = "orchestration",
 ) -> CheckoutRecord:
     """A checkout about to be recorded: pending, unleased, nothing answered yet."""
     now = utcnow()
@@ -115,6 +118,8 @@ def new_checkout(
         deadline_at=deadline_at,
         past_pivot=False,
         cancel_requested=False,
+        coordination=coordination,
+        last_event=None,
     )
 
 

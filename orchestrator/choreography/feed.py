@@ -1,0 +1,169 @@
+"""The journal's feed: every checkout event, written to the checkout and its steps.
+
+The services publish what they did; the feed turns each event into the ``Transition`` the saga
+runner would have committed for the same outcome, so the API, the dashboard and the metrics read
+a choreographed checkout like an orchestrated one:
+
+- ``checkout.placed``: the checkout runs; its first step is under way.
+- ``step.succeeded`` / ``step.skipped``: that step is done, the next one under way; after the
+  last step, the checkout is ``completed``.
+- ``step.refused``: that step failed; the checkout records why and compensates (or, when it was
+  the first step, fails at once).
+- ``step.compensated``: that step was undone (``failed`` if it had nothing to undo); after the
+  first step, the checkout is ``failed``, its unreached steps ``skipped``.
+
+Events may arrive twice or, after a redelivery, late: a step's status only ever moves forward
+(pending → running → done → compensated), so applying an event again changes nothing, and the
+feed needs no inbox of its own. One replica's feed consumes at a time (single active consumer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.choreography.placing import CHOREOGRAPHY
+from orchestrator.journal.journal import Journal, LeaseLostError
+from orchestrator.journal.records import CheckoutRecord, StepRecord, Transition, utcnow
+from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus, StepStatus
+from servicekit.events.envelope import Event
+from servicekit.events.reactor import Reaction, Work
+from servicekit.events.saga import COMPENSATED, EVENT_TYPES, PLACED, REFUSED, SKIPPED, SUCCEEDED
+
+log = logging.getLogger(__name__)
+
+_RANK = {
+    StepStatus.pending: 0,
+    StepStatus.running: 1,
+    StepStatus.succeeded: 2,
+    StepStatus.skipped: 2,
+    StepStatus.failed: 2,
+    StepStatus.compensated: 3,
+}
+
+
+def _last_event(event: Event) -> str:
+    step = event.data.get("step")
+    return json.dumps(
+        {
+            "type": event.type,
+            "step": step,
+            "source": event.source,
+            "message_id": event.message_id,
+            "occurred_at": event.occurred_at,
+        }
+    )
+
+
+def transition_for(
+    event: Event, checkout: CheckoutRecord, steps: dict[str, StepRecord]
+) -> Transition:
+    """What ``event`` changes in the journal; an empty transition if nothing (seen before)."""
+    if checkout.status in TERMINAL_STATUSES:
+        return Transition()
+    plan: list[str] = event.data["plan"]
+    now = utcnow()
+    changes: dict[str, dict[str, Any]] = {}
+
+    def move(name: str, status: StepStatus, **values: Any) -> None:
+        step = steps.get(name)
+        if step is None or _RANK[status] <= _RANK[StepStatus(step.status)]:
+            return
+        values["status"] = status
+        if status == StepStatus.running:
+            values |= {"attempts": step.attempts + 1, "started_at": step.started_at or now}
+        elif step.started_at is None:
+            values["started_at"] = now
+        if step.attempts == 0 and status != StepStatus.running:
+            values.setdefault("attempts", 1 if status != StepStatus.skipped else 0)
+        changes[name] = values
+
+    checkout_values: dict[str, Any] = {"last_event": _last_event(event)}
+    if checkout.status == CheckoutStatus.pending:
+        checkout_values["status"] = CheckoutStatus.running
+
+    if event.type == PLACED:
+        move(plan[0], StepStatus.running)
+        return Transition(checkout_values, changes)
+
+    name: str = event.data["step"]
+    position = plan.index(name)
+    is_first, is_last = position == 0, position == len(plan) - 1
+    if event.type in (SUCCEEDED, SKIPPED):
+        result = event.data.get("result")
+        move(
+            name,
+            StepStatus.succeeded if event.type == SUCCEEDED else StepStatus.skipped,
+            finished_at=now,
+            result=json.dumps(result) if result is not None else None,
+        )
+        if is_last:
+            checkout_values["status"] = CheckoutStatus.completed
+        else:
+            move(plan[position + 1], StepStatus.running)
+    elif event.type == REFUSED:
+        error = event.data.get("error") or {}
+        move(
+            name,
+            StepStatus.failed,
+            finished_at=now,
+            error=json.dumps(error),
+            http_status=error.get("http_status"),
+        )
+        checkout_values["error"] = json.dumps({"step": name, **error})
+        if is_first:
+            checkout_values["status"] = CheckoutStatus.failed
+    elif event.type == COMPENSATED:
+        summary = json.dumps(event.data.get("result"))
+        if event.data.get("undid"):
+            move(name, StepStatus.compensated, compensated_at=now, result=summary)
+        elif steps[name].status != StepStatus.skipped:
+            # Its effect never landed, and the void means it never will: the step simply failed.
+            changes[name] = {"status": StepStatus.failed, "result": summary}
+            changes[name]["finished_at"] = steps[name].finished_at or now
+        if is_first:
+            checkout_values["status"] = CheckoutStatus.failed
+    if checkout_values.get("status") == CheckoutStatus.failed:
+        # As the saga does: steps never reached are skipped.
+        for other in plan:
+            if steps[other].status == StepStatus.pending and other not in changes:
+                changes[other] = {"status": StepStatus.skipped, "finished_at": now}
+    return Transition(checkout_values, changes)
+
+
+class Feed:
+    """Writes the checkout events of a queue into the journal."""
+
+    def __init__(self, journal: Journal, ended: Callable[[uuid.UUID], None]) -> None:
+        self.journal = journal
+        self.ended = ended
+
+    @property
+    def reactions(self) -> dict[str, Reaction]:
+        return dict.fromkeys(EVENT_TYPES, self.on_event)
+
+    async def on_event(self, event: Event) -> Work | None:
+        """Write ``event`` to the journal; the write is idempotent, so no inbox work follows."""
+        checkout_id = uuid.UUID(event.checkout_id)
+        loaded = await self.journal.load(checkout_id)
+        if loaded is None:
+            log.warning("feed: %s for unknown checkout %s ignored", event.type, checkout_id)
+            return None
+        checkout, steps = loaded
+        if checkout.coordination != CHOREOGRAPHY:
+            log.warning("feed: %s for orchestrated checkout %s ignored", event.type, checkout_id)
+            return None
+        transition = transition_for(event, checkout, {step.name: step for step in steps})
+        if not transition:
+            return None
+        try:
+            await self.journal.commit(checkout_id, checkout.lease_token, transition)
+        except LeaseLostError:
+            # Ended meanwhile (the terminal write ends the lease): nothing left to write.
+            return None
+        if transition.checkout.get("status") in TERMINAL_STATUSES:
+            self.ended(checkout_id)
+        return None

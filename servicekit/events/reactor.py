@@ -1,0 +1,118 @@
+"""The reactor: applies each message of a queue once, in one transaction with what it causes.
+
+A ``Reaction`` receives an event and returns the transactional part of its effect (``Work``),
+or None to ignore it. It may act outside the transaction first, when that act is idempotent on
+its own (the email service delivers by the message's natural key, then records the outcome).
+The work runs in one transaction with the inbox row of the message and the outbox rows of the
+events it returns, so after any crash the message is either applied with its consequences or
+not at all, and a redelivery finds the inbox row and is acknowledged without effect.
+
+A reaction that keeps raising (five attempts, backing off) is rejected to the dead-letter queue
+and logged: kept and visible, not lost, and not blocking the messages behind it. Messages of one
+checkout are applied one at a time in this process, in the order they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import stamina
+from aio_pika.abc import AbstractIncomingMessage
+
+from servicekit.db.database import Database
+from servicekit.db.statements import Transaction
+from servicekit.events import store
+from servicekit.events.envelope import Event
+from servicekit.events.relay import Relay
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Transaction], Awaitable[Sequence[Event]]]
+Reaction = Callable[[Event], Awaitable[Work | None]]
+MAX_ATTEMPTS = 5
+
+
+class Reactor:
+    """Applies the events of one consumer's queue to its database."""
+
+    def __init__(self, database: Database, relay: Relay, reactions: Mapping[str, Reaction]) -> None:
+        self.database = database
+        self.relay = relay
+        self.reactions = reactions
+        self.applied = 0
+        self.skipped = 0
+        self.dead = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self.reactions)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """The broker's callback: apply, then acknowledge; reject what cannot be applied."""
+        try:
+            event = Event.from_json(message.body)
+        except ValueError:
+            log.error("reactor: dead-lettered a message that is not an event", exc_info=True)
+            self.dead += 1
+            await message.reject(requeue=False)
+            return
+        lock = self._locks.setdefault(event.checkout_id, asyncio.Lock())
+        try:
+            async with lock:
+                applied = await self.apply(event)
+        except Exception:
+            log.exception(
+                "reactor: dead-lettered %s %s of checkout %s after %d attempts",
+                event.type,
+                event.message_id,
+                event.checkout_id,
+                MAX_ATTEMPTS,
+            )
+            self.dead += 1
+            await message.reject(requeue=False)
+            return
+        finally:
+            if not lock.locked() and self._locks.get(event.checkout_id) is lock:
+                del self._locks[event.checkout_id]
+        await message.ack()
+        if applied:
+            self.applied += 1
+        else:
+            self.skipped += 1
+
+    async def apply(self, event: Event) -> bool:
+        """Apply ``event`` once; False if it needs nothing here or was applied before."""
+        reaction = self.reactions.get(event.type)
+        if reaction is None or await store.seen(self.database, event.message_id):
+            return False
+        async for attempt in stamina.retry_context(
+            on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
+        ):
+            with attempt:
+                caused = await self._apply_once(event, reaction)
+        if caused:
+            self.relay.wake()
+        return caused is not None
+
+    async def _apply_once(self, event: Event, reaction: Reaction) -> Sequence[Event] | None:
+        """The events ``event`` caused, once committed; None if it was not for this service,
+        or a twin of it was applied meanwhile (then nothing is written)."""
+        work = await reaction(event)
+        if work is None:
+            # Not this service's turn: nothing to apply, so nothing to remember either.
+            return None
+
+        async def transaction(tx: Transaction) -> Sequence[Event] | None:
+            # The work may roll back what it began (a refusal changes nothing): the inbox row and
+            # the events it causes come after, so they are in the transaction that commits.
+            caused = await work(tx)
+            if not await store.record(tx, event):
+                await tx.rollback()  # a twin of this message was applied meanwhile
+                return None
+            await store.enqueue(tx, caused)
+            return caused
+
+        return await self.database.run(transaction)
