@@ -34,6 +34,7 @@ from servicekit.app import create_service_app
 from servicekit.auth import bearer_guard, browser_guard, split_secrets, warn_if_open
 from servicekit.db.database import Database
 from servicekit.events.runtime import choreography
+from servicekit.events.telemetry import EventTelemetry
 from servicekit.health import health_router
 from servicekit.observability import install_observability
 from servicekit.service import open_database
@@ -51,7 +52,9 @@ class State(TypedDict):
 
 
 @asynccontextmanager
-async def placing_of(settings: Settings, database: Database) -> AsyncIterator[Placing | None]:
+async def placing_of(
+    settings: Settings, database: Database, telemetry: EventTelemetry
+) -> AsyncIterator[Placing | None]:
     """In choreography: checkouts placed as events, and the journal fed by every checkout event
     (one replica's feed at a time). In orchestration: None, and the supervisor drives them."""
     if settings.coordination != "choreography":
@@ -65,7 +68,12 @@ async def placing_of(settings: Settings, database: Database) -> AsyncIterator[Pl
 
     feed = Feed(journal_of(database), ended)
     async with choreography(
-        database, settings, consumer="journal", reactions=feed.reactions, single_active=True
+        database,
+        settings,
+        consumer="journal",
+        reactions=feed.reactions,
+        single_active=True,
+        telemetry=telemetry,
     ) as running:
         placing = Placing(database, running.relay)
         yield placing
@@ -115,7 +123,16 @@ def create_app(
                     recovery_interval_s=settings.recovery_interval_s,
                     grace_s=settings.shutdown_grace_s,
                 )
-                async with supervisor.running(), placing_of(settings, database) as placing:
+                async with (
+                    supervisor.running(),
+                    placing_of(
+                        settings,
+                        database,
+                        EventTelemetry(
+                            "journal", observability.registry, observability.tracer_provider
+                        ),
+                    ) as placing,
+                ):
                     yield {
                         "settings": settings,
                         "database": database,

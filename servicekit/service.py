@@ -30,6 +30,7 @@ from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
 from servicekit.events.reactor import Reaction
 from servicekit.events.runtime import CoordinationSettings, choreography
+from servicekit.events.telemetry import EventTelemetry
 from servicekit.health import health_router
 from servicekit.idempotency import NO_BODY, fingerprint, run_once
 from servicekit.migrations import MigrationHistory, upgrade
@@ -75,6 +76,9 @@ def service_app(
                             coordination,
                             consumer=service,
                             reactions=reactions(database) if reactions else {},
+                            telemetry=EventTelemetry(
+                                service, observability.registry, observability.tracer_provider
+                            ),
                         )
                     )
                 yield {**(state or {}), "database": database}
@@ -86,7 +90,7 @@ def service_app(
         lifespan=lifespan,
         openapi_tags=[*tags, HEALTH_TAG],
     )
-    install_observability(app, service=service)
+    observability = install_observability(app, service=service)
     guard = service_token_guard(service, service_token)
     app.include_router(router, dependencies=[Depends(guard)])
     app.include_router(health_router())

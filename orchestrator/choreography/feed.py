@@ -12,9 +12,10 @@ a choreographed checkout like an orchestrated one:
 - ``step.compensated``: that step was undone (``failed`` if it had nothing to undo); after the
   first step, the checkout is ``failed``, its unreached steps ``skipped``.
 
-Events may arrive twice or, after a redelivery, late: a step's status only ever moves forward
-(pending → running → done → compensated), so applying an event again changes nothing, and the
-feed needs no inbox of its own. One replica's feed consumes at a time (single active consumer).
+Events may arrive twice or, after a redelivery, late: the inbox skips a message applied before,
+and a step's status only ever moves forward (pending → running → done → compensated), so an
+event arriving late changes nothing it should not. One replica's feed consumes at a time
+(single active consumer).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from orchestrator.choreography.placing import CHOREOGRAPHY
 from orchestrator.journal.journal import Journal, LeaseLostError
 from orchestrator.journal.records import CheckoutRecord, StepRecord, Transition, utcnow
 from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus, StepStatus
+from servicekit.db.statements import Transaction
 from servicekit.events.envelope import Event
 from servicekit.events.reactor import Reaction, Work
 from servicekit.events.saga import COMPENSATED, EVENT_TYPES, PLACED, REFUSED, SKIPPED, SUCCEEDED
@@ -146,7 +148,11 @@ class Feed:
         return dict.fromkeys(EVENT_TYPES, self.on_event)
 
     async def on_event(self, event: Event) -> Work | None:
-        """Write ``event`` to the journal; the write is idempotent, so no inbox work follows."""
+        """Write ``event`` to the journal, then let the reactor record the message as applied.
+
+        The journal's write is idempotent on its own (statuses only move forward), so it comes
+        first, in a transaction of its own, as the email service's delivery does.
+        """
         checkout_id = uuid.UUID(event.checkout_id)
         loaded = await self.journal.load(checkout_id)
         if loaded is None:
@@ -157,13 +163,17 @@ class Feed:
             log.warning("feed: %s for orchestrated checkout %s ignored", event.type, checkout_id)
             return None
         transition = transition_for(event, checkout, {step.name: step for step in steps})
-        if not transition:
-            return None
-        try:
-            await self.journal.commit(checkout_id, checkout.lease_token, transition)
-        except LeaseLostError:
-            # Ended meanwhile (the terminal write ends the lease): nothing left to write.
-            return None
-        if transition.checkout.get("status") in TERMINAL_STATUSES:
-            self.ended(checkout_id)
-        return None
+        if transition:
+            try:
+                await self.journal.commit(checkout_id, checkout.lease_token, transition)
+            except LeaseLostError:
+                pass  # ended meanwhile (the terminal write ends the lease): nothing to write
+            else:
+                if transition.checkout.get("status") in TERMINAL_STATUSES:
+                    self.ended(checkout_id)
+        return _recorded
+
+
+async def _recorded(_: Transaction) -> list[Event]:
+    """The reactor's transaction for an event the feed wrote: only its inbox row."""
+    return []

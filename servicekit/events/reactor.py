@@ -26,24 +26,30 @@ from servicekit.db.statements import Transaction
 from servicekit.events import store
 from servicekit.events.envelope import Event
 from servicekit.events.relay import Relay
+from servicekit.events.telemetry import EventTelemetry
 
 log = logging.getLogger(__name__)
 
 Work = Callable[[Transaction], Awaitable[Sequence[Event]]]
 Reaction = Callable[[Event], Awaitable[Work | None]]
 MAX_ATTEMPTS = 5
+APPLIED, DUPLICATE, IGNORED = "applied", "duplicate", "ignored"
 
 
 class Reactor:
     """Applies the events of one consumer's queue to its database."""
 
-    def __init__(self, database: Database, relay: Relay, reactions: Mapping[str, Reaction]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        relay: Relay,
+        reactions: Mapping[str, Reaction],
+        telemetry: EventTelemetry,
+    ) -> None:
         self.database = database
         self.relay = relay
         self.reactions = reactions
-        self.applied = 0
-        self.skipped = 0
-        self.dead = 0
+        self.telemetry = telemetry
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -56,13 +62,13 @@ class Reactor:
             event = Event.from_json(message.body)
         except ValueError:
             log.error("reactor: dead-lettered a message that is not an event", exc_info=True)
-            self.dead += 1
+            self.telemetry.took("unknown", "dead_lettered")
             await message.reject(requeue=False)
             return
         lock = self._locks.setdefault(event.checkout_id, asyncio.Lock())
         try:
             async with lock:
-                applied = await self.apply(event)
+                outcome = await self.apply(event)
         except Exception:
             log.exception(
                 "reactor: dead-lettered %s %s of checkout %s after %d attempts",
@@ -71,48 +77,47 @@ class Reactor:
                 event.checkout_id,
                 MAX_ATTEMPTS,
             )
-            self.dead += 1
+            self.telemetry.took(event.type, "dead_lettered")
             await message.reject(requeue=False)
             return
         finally:
             if not lock.locked() and self._locks.get(event.checkout_id) is lock:
                 del self._locks[event.checkout_id]
         await message.ack()
-        if applied:
-            self.applied += 1
-        else:
-            self.skipped += 1
+        self.telemetry.took(event.type, outcome)
 
-    async def apply(self, event: Event) -> bool:
-        """Apply ``event`` once; False if it needs nothing here or was applied before."""
+    async def apply(self, event: Event) -> str:
+        """Apply ``event`` once: ``applied``, ``duplicate`` (applied before) or ``ignored``."""
         reaction = self.reactions.get(event.type)
-        if reaction is None or await store.seen(self.database, event.message_id):
-            return False
-        async for attempt in stamina.retry_context(
-            on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
-        ):
-            with attempt:
-                caused = await self._apply_once(event, reaction)
+        if reaction is None:
+            return IGNORED
+        if await store.seen(self.database, event.message_id):
+            return DUPLICATE
+        with self.telemetry.applying(event):
+            async for attempt in stamina.retry_context(
+                on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
+            ):
+                with attempt:
+                    outcome, caused = await self._apply_once(event, reaction)
         if caused:
             self.relay.wake()
-        return caused is not None
+        return outcome
 
-    async def _apply_once(self, event: Event, reaction: Reaction) -> Sequence[Event] | None:
-        """The events ``event`` caused, once committed; None if it was not for this service,
-        or a twin of it was applied meanwhile (then nothing is written)."""
+    async def _apply_once(self, event: Event, reaction: Reaction) -> tuple[str, Sequence[Event]]:
+        """The outcome, and the events ``event`` caused once committed."""
         work = await reaction(event)
         if work is None:
             # Not this service's turn: nothing to apply, so nothing to remember either.
-            return None
+            return IGNORED, ()
 
-        async def transaction(tx: Transaction) -> Sequence[Event] | None:
+        async def transaction(tx: Transaction) -> tuple[str, Sequence[Event]]:
             # The work may roll back what it began (a refusal changes nothing): the inbox row and
             # the events it causes come after, so they are in the transaction that commits.
             caused = await work(tx)
             if not await store.record(tx, event):
                 await tx.rollback()  # a twin of this message was applied meanwhile
-                return None
+                return DUPLICATE, ()
             await store.enqueue(tx, caused)
-            return caused
+            return APPLIED, caused
 
         return await self.database.run(transaction)

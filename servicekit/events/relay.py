@@ -13,6 +13,7 @@ import logging
 from servicekit.db.database import Database
 from servicekit.events import store
 from servicekit.events.broker import Broker
+from servicekit.events.telemetry import EventTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class Relay:
         self,
         database: Database,
         broker: Broker,
+        telemetry: EventTelemetry,
         *,
         batch: int = 200,
         poll_s: float = 0.5,
@@ -34,8 +36,8 @@ class Relay:
         self.batch = batch
         self.poll_s = poll_s
         self.hold_s = hold_s
+        self.telemetry = telemetry
         self._wake = asyncio.Event()
-        self.published = 0
 
     def wake(self) -> None:
         """Publish soon: a transaction just committed events."""
@@ -54,7 +56,8 @@ class Relay:
             )
         )
         await store.drop(self.database, [row[0] for row in rows])
-        self.published += len(rows)
+        for _, _, key, _ in rows:
+            self.telemetry.sent(key)
         return len(rows)
 
     async def run(self) -> None:

@@ -15,6 +15,7 @@ from servicekit.db.database import Database
 from servicekit.events.broker import DEFAULT_BROKER_URL, DEFAULT_PREFIX, Broker
 from servicekit.events.reactor import Reaction, Reactor
 from servicekit.events.relay import Relay
+from servicekit.events.telemetry import EventTelemetry
 
 Coordination = Literal["orchestration", "choreography"]
 
@@ -53,8 +54,13 @@ async def choreography(
     consumer: str,
     reactions: Mapping[str, Reaction],
     single_active: bool = False,
+    telemetry: EventTelemetry | None = None,
 ) -> AsyncIterator[Choreography]:
-    """Connect to the broker, relay this database's outbox and consume ``consumer``'s queue."""
+    """Connect to the broker, relay this database's outbox and consume ``consumer``'s queue.
+
+    ``telemetry``: where its counters and spans go (by default, counters of its own).
+    """
+    telemetry = telemetry or EventTelemetry(consumer)
     broker = Broker(settings.broker_url, prefix=settings.events_prefix)
     try:
         await broker.connect()
@@ -64,8 +70,8 @@ async def choreography(
             f" ({type(exc).__name__}): start one (docker compose up rabbitmq, or"
             " rabbitmq-server -detached) or set BROKER_URL."
         ) from exc
-    relay = Relay(database, broker)
-    reactor = Reactor(database, relay, reactions)
+    relay = Relay(database, broker, telemetry)
+    reactor = Reactor(database, relay, reactions, telemetry)
     relaying = asyncio.create_task(relay.run(), name=f"{consumer}-relay")
     try:
         if reactions:

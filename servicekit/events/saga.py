@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from servicekit.events.envelope import Event
+from servicekit.events.envelope import Event, current_traceparent
 from servicekit.events.reactor import Reaction, Work
 from servicekit.problems import ProblemError
 
@@ -54,7 +54,8 @@ def answer(cause: Event, type: str, step: str, **data: Any) -> Event:
         source=step,
         data={"plan": plan_of(cause), "order": order_of(cause), "step": step, **data},
         causation_id=cause.message_id,
-        traceparent=cause.traceparent,
+        # The span applying ``cause``, when tracing is on; else the trace ``cause`` belongs to.
+        traceparent=current_traceparent() or cause.traceparent,
     )
 
 

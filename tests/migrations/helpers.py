@@ -46,25 +46,25 @@ SERVICES = {
         "orchestrator",
         ORCHESTRATOR_HISTORY,
         lambda url: create_orchestrator_app(OrchestratorSettings(database_url=url)),
-        "0002_step_checkout_index",
+        "0003_choreography",
     ),
     "warehouse": ServiceUnderTest(
         "warehouse",
         WAREHOUSE_HISTORY,
         lambda url: create_warehouse_app(WarehouseSettings(database_url=url)),
-        "0002_reservation_line_sku",
+        "0003_event_outbox_inbox",
     ),
     "rewards": ServiceUnderTest(
         "rewards",
         REWARDS_HISTORY,
         lambda url: create_rewards_app(RewardsSettings(database_url=url)),
-        "0003_voided_checkout",
+        "0004_event_outbox_inbox",
     ),
     "email": ServiceUnderTest(
         "email",
         EMAIL_HISTORY,
         lambda url: create_email_app(EmailSettings(database_url=url)),
-        "0002_to_created_id_index",
+        "0003_event_outbox_inbox",
     ),
 }
 

@@ -29,15 +29,15 @@ def test_a_model_change_becomes_a_revision_that_imports_no_app_code(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     upgrade(url, shipped)
 
-    revision(url, history, "reservation notes", rev_id="0003_notes")
+    revision(url, history, "reservation notes", rev_id="0004_notes")
 
-    written = next((directory / "versions").glob("0003_notes*.py")).read_text()
-    assert "down_revision: str | Sequence[str] | None = '0002_reservation_line_sku'" in written
+    written = next((directory / "versions").glob("0004_notes*.py")).read_text()
+    assert "down_revision: str | Sequence[str] | None = '0003_event_outbox_inbox'" in written
     assert "sa.String(length=40)" in written
     assert "sa.DateTime(timezone=True)" in written
     assert "ix_reservation_status" in written
     assert "servicekit" not in written
     assert "sqlmodel" not in written
     upgrade(url, history)
-    assert version_of(url, history) == ["0003_notes"]
+    assert version_of(url, history) == ["0004_notes"]
     assert differences(url, history) == []
