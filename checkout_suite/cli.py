@@ -13,6 +13,7 @@ This module is the Typer app only: options, help texts and exit codes; the work 
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,13 @@ from checkout_suite.migrate import MigrateTarget, run_migrate
 from checkout_suite.processes import run_suite
 from checkout_suite.processes import serve as serve_service
 from checkout_suite.services import SERVICES, ServiceName
+from servicekit.events import DEFAULT_BROKER_URL
+
+
+class Coordination(StrEnum):
+    orchestration = "orchestration"
+    choreography = "choreography"
+
 
 app = typer.Typer(
     name="checkout-suite",
@@ -51,6 +59,17 @@ def up(
         float, typer.Option(help="Seconds to let the services stop before killing them.")
     ] = 10.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level of the services.")] = "info",
+    coordination: Annotated[
+        Coordination,
+        typer.Option(
+            envvar="COORDINATION",
+            help="orchestration: the orchestrator calls the services in turn. choreography: "
+            "the services react to each other's events through RabbitMQ (--broker-url).",
+        ),
+    ] = Coordination.orchestration,
+    broker_url: Annotated[
+        str, typer.Option(envvar="BROKER_URL", help="RabbitMQ, in choreography.")
+    ] = DEFAULT_BROKER_URL,
 ) -> None:
     """Start all four services on SQLite, with a demo catalog in the warehouse, until Ctrl-C."""
     ports = {
@@ -66,6 +85,8 @@ def up(
         ready_timeout=ready_timeout,
         grace_period=grace_period,
         log_level=log_level,
+        coordination=coordination.value,
+        broker_url=broker_url,
     )
     raise typer.Exit(code)
 

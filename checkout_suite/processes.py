@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from rich.markup import escape
@@ -27,6 +28,7 @@ from checkout_suite.console import console
 from checkout_suite.credentials import credentials
 from checkout_suite.services import DOWNSTREAM, SERVICES
 from checkout_suite.summary import print_summary
+from servicekit.events import DEFAULT_BROKER_URL
 
 
 class SuiteError(Exception):
@@ -101,9 +103,11 @@ def _child_env(
     data_dir: Path,
     urls: dict[str, str],
     suite_credentials: tuple[str, str],
+    coordination: dict[str, str],
 ) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=f"sqlite:///{data_dir / name}.db", HOST=host, PORT=str(port))
+    env.update(coordination)
     api_key, service_token = suite_credentials
     env.setdefault("API_KEYS", api_key)
     env.setdefault("SERVICE_TOKEN", service_token)
@@ -115,6 +119,22 @@ def _child_env(
             EMAIL_URL=urls["email"], WAREHOUSE_URL=urls["warehouse"], REWARDS_URL=urls["rewards"]
         )
     return env
+
+
+def broker_missing(url: str) -> str | None:
+    """None when RabbitMQ accepts a connection at ``url``; else what to do about it."""
+    parsed = urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 5672
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except OSError as exc:
+        return (
+            f"--coordination choreography needs RabbitMQ, and nothing answers at {host}:{port} "
+            f"({exc.strerror or type(exc).__name__}). Start one: `docker compose up -d rabbitmq` "
+            "(or `rabbitmq-server -detached` where it is installed), or point --broker-url "
+            "(BROKER_URL) at yours."
+        )
+    return None
 
 
 def _spawn(
@@ -189,14 +209,24 @@ def run_suite(
     ready_timeout: float,
     grace_period: float,
     log_level: str,
+    coordination: str = "orchestration",
+    broker_url: str = DEFAULT_BROKER_URL,
 ) -> int:
     """Run the four services until a signal or a failure; the exit code of ``up``.
 
-    0: stopped on a signal; 1: a child failed (the others are stopped); 2: ports collide.
+    0: stopped on a signal; 1: a child failed (the others are stopped); 2: ports collide, or
+    choreography was asked for and no broker answers.
     """
     if len(set(ports.values())) != len(ports):
         console.print(f"[red]Each service needs a port of its own; got {ports}[/]")
         return 2
+    mode = {"COORDINATION": coordination}
+    if coordination == "choreography":
+        missing = broker_missing(broker_url)
+        if missing is not None:
+            console.print(f"[bold red]✗ {escape(missing)}[/]")
+            return 2
+        mode["BROKER_URL"] = broker_url
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     urls = {name: _url(host, port) for name, port in ports.items()}
@@ -213,13 +243,13 @@ def run_suite(
                 break
             started = []
             for name in phase:
-                env = _child_env(name, host, ports[name], data_dir, urls, suite_credentials)
+                env = _child_env(name, host, ports[name], data_dir, urls, suite_credentials, mode)
                 process = _spawn(name, host, ports[name], env, log_level)
                 started.append(Child(name, urls[name], process))
             children += started
             _wait_ready(started, latch, ready_timeout)
         if not latch.received:
-            print_summary(children, data_dir, suite_credentials)
+            print_summary(children, data_dir, suite_credentials, coordination)
         while not latch.received:
             for child in children:
                 exit_code = child.process.poll()

@@ -37,7 +37,12 @@ def _demo_catalog_table(warehouse_url: str, service_token: str) -> Table:
     return table
 
 
-def print_summary(children: Sequence[Child], data_dir: Path, credentials: tuple[str, str]) -> None:
+def print_summary(
+    children: Sequence[Child],
+    data_dir: Path,
+    credentials: tuple[str, str],
+    coordination: str = "orchestration",
+) -> None:
     """Print where each service listens, the demo catalog, the credentials and a sample checkout."""
     api_key, service_token = credentials
     services = Table(title="Services", title_justify="left")
@@ -56,6 +61,16 @@ def print_summary(children: Sequence[Child], data_dir: Path, credentials: tuple[
         '"unit_price": "19.99"}], "currency": "USD"}'
     )
     console.print(f"SQLite databases: {data_dir}", markup=False, highlight=False)
+    console.print(
+        f"Coordination: {coordination}"
+        + (
+            " (the services react to each other's events through RabbitMQ; nobody conducts)"
+            if coordination == "choreography"
+            else " (the orchestrator calls the services in turn)"
+        ),
+        markup=False,
+        highlight=False,
+    )
     console.print(f"\nAPI key (API_KEYS): {api_key}", markup=False, highlight=False)
     console.print(
         f"Service token (SERVICE_TOKEN, to read the services directly): {service_token}",

@@ -74,8 +74,9 @@ async def placing_of(
         reactions=feed.reactions,
         single_active=True,
         telemetry=telemetry,
+        tables="orchestrator",
     ) as running:
-        placing = Placing(database, running.relay)
+        placing = Placing(database, running.store, running.relay)
         yield placing
 
 

@@ -15,7 +15,12 @@ from sqlmodel import Field, SQLModel
 
 from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.db.values import UTCDateTime
-from servicekit.events.tables import INBOX_TABLE, OUTBOX_TABLE, InboxRecordBase, OutboxRecordBase
+from servicekit.events.tables import (
+    InboxRecordBase,
+    OutboxRecordBase,
+    inbox_table,
+    outbox_table,
+)
 
 
 def utcnow() -> datetime:
@@ -72,7 +77,11 @@ class Checkout(OrchestratorTable, table=True):
     cancel_requested: bool = False
     # Who drives it: this orchestrator's saga, or the services reacting to each other's events
     # (then ``last_event`` is the latest of them the journal saw, as JSON).
-    coordination: str = Field(default="orchestration", max_length=16)
+    coordination: str = Field(
+        default="orchestration",
+        max_length=16,
+        sa_column_kwargs={"server_default": "orchestration"},
+    )
     last_event: str | None = None
 
 
@@ -100,10 +109,10 @@ class Step(OrchestratorTable, table=True):
 class EventOutbox(OutboxRecordBase, OrchestratorTable, table=True):
     """Events written with the effects they announce, until the relay has published them."""
 
-    __tablename__ = OUTBOX_TABLE
+    __tablename__ = outbox_table("orchestrator")
 
 
 class EventInbox(InboxRecordBase, OrchestratorTable, table=True):
     """Ids of the messages applied here, so a redelivery is skipped."""
 
-    __tablename__ = INBOX_TABLE
+    __tablename__ = inbox_table("orchestrator")

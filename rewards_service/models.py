@@ -15,7 +15,12 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from servicekit.db.values import UTCDateTime
-from servicekit.events.tables import INBOX_TABLE, OUTBOX_TABLE, InboxRecordBase, OutboxRecordBase
+from servicekit.events.tables import (
+    InboxRecordBase,
+    OutboxRecordBase,
+    inbox_table,
+    outbox_table,
+)
 from servicekit.idempotency import IdempotencyRecordBase
 
 
@@ -90,10 +95,10 @@ class IdempotencyRecord(IdempotencyRecordBase, RewardsTable, table=True):
 class EventOutbox(OutboxRecordBase, RewardsTable, table=True):
     """Events written with the effects they announce, until the relay has published them."""
 
-    __tablename__ = OUTBOX_TABLE
+    __tablename__ = outbox_table("rewards")
 
 
 class EventInbox(InboxRecordBase, RewardsTable, table=True):
     """Ids of the messages applied here, so a redelivery is skipped."""
 
-    __tablename__ = INBOX_TABLE
+    __tablename__ = inbox_table("rewards")

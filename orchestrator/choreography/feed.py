@@ -24,6 +24,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from orchestrator.choreography.placing import CHOREOGRAPHY
@@ -60,6 +61,15 @@ def _last_event(event: Event) -> str:
     )
 
 
+def _when(event: Event) -> datetime:
+    """When the event happened, by its publisher's clock (timings are the services' own)."""
+    try:
+        when = datetime.fromisoformat(event.occurred_at)
+    except ValueError:
+        return utcnow()
+    return when if when.tzinfo is not None else utcnow()
+
+
 def transition_for(
     event: Event, checkout: CheckoutRecord, steps: dict[str, StepRecord]
 ) -> Transition:
@@ -67,7 +77,7 @@ def transition_for(
     if checkout.status in TERMINAL_STATUSES:
         return Transition()
     plan: list[str] = event.data["plan"]
-    now = utcnow()
+    now = _when(event)
     changes: dict[str, dict[str, Any]] = {}
 
     def move(name: str, status: StepStatus, **values: Any) -> None:
@@ -75,12 +85,13 @@ def transition_for(
         if step is None or _RANK[status] <= _RANK[StepStatus(step.status)]:
             return
         values["status"] = status
-        if status == StepStatus.running:
+        if status == StepStatus.skipped:
+            # As the saga records a step the checkout does not need: never attempted.
+            values |= {"attempts": 0, "started_at": None}
+        elif status == StepStatus.running:
             values |= {"attempts": step.attempts + 1, "started_at": step.started_at or now}
-        elif step.started_at is None:
-            values["started_at"] = now
-        if step.attempts == 0 and status != StepStatus.running:
-            values.setdefault("attempts", 1 if status != StepStatus.skipped else 0)
+        else:
+            values |= {"attempts": max(step.attempts, 1), "started_at": step.started_at or now}
         changes[name] = values
 
     checkout_values: dict[str, Any] = {"last_event": _last_event(event)}

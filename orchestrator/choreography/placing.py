@@ -16,9 +16,11 @@ from orchestrator.journal.journal import Journal
 from orchestrator.journal.records import CheckoutRecord, Loaded
 from orchestrator.statuses import TERMINAL_STATUSES
 from servicekit.db.database import Database
+from servicekit.db.statements import Transaction
 from servicekit.events.envelope import Event, current_traceparent
 from servicekit.events.relay import Relay
 from servicekit.events.saga import PLACED
+from servicekit.events.store import EventStore
 
 CHOREOGRAPHY = "choreography"
 # The lease of a choreographed checkout lasts a century: nobody is meant to take it over.
@@ -53,15 +55,21 @@ def placed_event(checkout: CheckoutRecord, plan: list[str]) -> Event:
 class Placing:
     """Records choreographed checkouts and lets requests wait for their end."""
 
-    def __init__(self, database: Database, relay: Relay) -> None:
+    def __init__(self, database: Database, store: EventStore, relay: Relay) -> None:
         self.journal = journal_of(database)
+        self.store = store
         self.relay = relay
         self._ended: dict[uuid.UUID, asyncio.Event] = {}
 
     async def place(self, checkout: CheckoutRecord, plan: list[str]) -> Loaded:
         """Record the checkout and its placed event; ``IntegrityError`` if its key is taken."""
         checkout.coordination = CHOREOGRAPHY
-        recorded = await self.journal.create(checkout, plan, events=[placed_event(checkout, plan)])
+        placed = placed_event(checkout, plan)
+
+        async def announce(tx: Transaction) -> None:
+            await self.store.enqueue(tx, [placed])
+
+        recorded = await self.journal.create(checkout, plan, also=announce)
         self.relay.wake()
         return recorded
 

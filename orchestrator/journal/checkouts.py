@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +35,6 @@ from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatu
 from servicekit.db.database import Database
 from servicekit.db.statements import SQL, Row, Transaction
 from servicekit.db.values import row_reader, uuid_of
-from servicekit.events import store as outbox
-from servicekit.events.envelope import Event
 
 # (the owner and token of the checkout's lease) when a fenced write was refused, or no row at all.
 Refusal = tuple[str | None, int | None] | None
@@ -126,12 +124,12 @@ async def insert(
     checkout: CheckoutRecord,
     steps: Sequence[StepRecord],
     *,
-    events: Sequence[Event] = (),
+    also: Callable[[Transaction], Awaitable[None]] | None = None,
 ) -> None:
-    """Insert a checkout and its pending steps, and ``events`` into the outbox (one transaction);
+    """Insert a checkout and its pending steps, and what ``also`` writes, in one transaction;
     ``IntegrityError`` if its key is taken."""
     values = {column: getattr(checkout, column) for column in CHECKOUT_COLUMNS}
-    if database.postgres and not events:
+    if database.postgres and also is None:
         values |= {
             "step_status": StepStatus.pending,
             "names": [step.name for step in steps],
@@ -147,7 +145,8 @@ async def insert(
     async def work(tx: Transaction) -> None:
         await tx.execute(_INSERT_CHECKOUT, values)
         await tx.execute_many(_INSERT_STEP, step_rows)
-        await outbox.enqueue(tx, events)
+        if also is not None:
+            await also(tx)
 
     await database.run(work)
 

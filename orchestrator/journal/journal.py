@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 
@@ -24,7 +24,7 @@ from orchestrator.journal.records import (
 )
 from orchestrator.statuses import TERMINAL_STATUSES
 from servicekit.db.database import Database
-from servicekit.events.envelope import Event
+from servicekit.db.statements import Transaction
 
 
 class LeaseLostError(Exception):
@@ -46,12 +46,16 @@ class Journal:
     # --- creating and reading -------------------------------------------------------------
 
     async def create(
-        self, checkout: CheckoutRecord, step_names: list[str], *, events: Sequence[Event] = ()
+        self,
+        checkout: CheckoutRecord,
+        step_names: list[str],
+        *,
+        also: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> Loaded:
         """Record a new checkout with its pending steps, leased to this replica (token 1).
 
-        ``events`` are written to the outbox in the same transaction (a choreographed checkout's
-        ``checkout.placed``).
+        ``also`` writes in the same transaction (a choreographed checkout's placed event, to
+        the outbox).
 
         Returns them as recorded (what ``load`` would read back, but for the steps' ids).
         Raises ``IntegrityError`` when its idempotency key is already taken.
@@ -62,7 +66,7 @@ class Journal:
         steps = [
             pending_step(checkout.id, name, position) for position, name in enumerate(step_names)
         ]
-        await checkouts.insert(self.database, checkout, steps, events=events)
+        await checkouts.insert(self.database, checkout, steps, also=also)
         return checkout, steps
 
     async def load(self, checkout_id: uuid.UUID) -> Loaded | None:

@@ -26,8 +26,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
-DEFAULT_PREFIX = "checkout"
+from servicekit.events import DEFAULT_PREFIX
+
 Consumer = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 

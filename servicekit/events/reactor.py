@@ -23,9 +23,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
-from servicekit.events import store
 from servicekit.events.envelope import Event
 from servicekit.events.relay import Relay
+from servicekit.events.store import EventStore
 from servicekit.events.telemetry import EventTelemetry
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ class Reactor:
     def __init__(
         self,
         database: Database,
+        store: EventStore,
         relay: Relay,
         reactions: Mapping[str, Reaction],
         telemetry: EventTelemetry,
     ) -> None:
         self.database = database
+        self.store = store
         self.relay = relay
         self.reactions = reactions
         self.telemetry = telemetry
@@ -91,7 +93,7 @@ class Reactor:
         reaction = self.reactions.get(event.type)
         if reaction is None:
             return IGNORED
-        if await store.seen(self.database, event.message_id):
+        if await self.store.seen(self.database, event.message_id):
             return DUPLICATE
         with self.telemetry.applying(event):
             async for attempt in stamina.retry_context(
@@ -114,10 +116,10 @@ class Reactor:
             # The work may roll back what it began (a refusal changes nothing): the inbox row and
             # the events it causes come after, so they are in the transaction that commits.
             caused = await work(tx)
-            if not await store.record(tx, event):
+            if not await self.store.record(tx, event):
                 await tx.rollback()  # a twin of this message was applied meanwhile
                 return DUPLICATE, ()
-            await store.enqueue(tx, caused)
+            await self.store.enqueue(tx, caused)
             return APPLIED, caused
 
         return await self.database.run(transaction)

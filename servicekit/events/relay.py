@@ -11,8 +11,8 @@ import asyncio
 import logging
 
 from servicekit.db.database import Database
-from servicekit.events import store
 from servicekit.events.broker import Broker
+from servicekit.events.store import EventStore
 from servicekit.events.telemetry import EventTelemetry
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ class Relay:
     def __init__(
         self,
         database: Database,
+        store: EventStore,
         broker: Broker,
         telemetry: EventTelemetry,
         *,
@@ -32,6 +33,7 @@ class Relay:
         hold_s: float = 15.0,
     ) -> None:
         self.database = database
+        self.store = store
         self.broker = broker
         self.batch = batch
         self.poll_s = poll_s
@@ -45,7 +47,7 @@ class Relay:
 
     async def publish_once(self) -> int:
         """Publish one batch; returns how many events it held."""
-        rows = await store.claim(self.database, limit=self.batch, hold_s=self.hold_s)
+        rows = await self.store.claim(self.database, limit=self.batch, hold_s=self.hold_s)
         if not rows:
             return 0
         # Confirms are awaited together: the broker confirms a pipeline of messages at once.
@@ -55,7 +57,7 @@ class Relay:
                 for _, message_id, key, body in rows
             )
         )
-        await store.drop(self.database, [row[0] for row in rows])
+        await self.store.drop(self.database, [row[0] for row in rows])
         for _, _, key, _ in rows:
             self.telemetry.sent(key)
         return len(rows)

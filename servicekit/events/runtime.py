@@ -12,9 +12,11 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from servicekit.db.database import Database
-from servicekit.events.broker import DEFAULT_BROKER_URL, DEFAULT_PREFIX, Broker
+from servicekit.events import DEFAULT_BROKER_URL, DEFAULT_PREFIX
+from servicekit.events.broker import Broker
 from servicekit.events.reactor import Reaction, Reactor
 from servicekit.events.relay import Relay
+from servicekit.events.store import EventStore
 from servicekit.events.telemetry import EventTelemetry
 
 Coordination = Literal["orchestration", "choreography"]
@@ -37,6 +39,7 @@ class BrokerUnavailableError(RuntimeError):
 class Choreography:
     """What a service runs in choreography: publish with ``relay.wake()`` after enqueueing."""
 
+    store: EventStore
     broker: Broker
     relay: Relay
     reactor: Reactor
@@ -55,11 +58,14 @@ async def choreography(
     reactions: Mapping[str, Reaction],
     single_active: bool = False,
     telemetry: EventTelemetry | None = None,
+    tables: str | None = None,
 ) -> AsyncIterator[Choreography]:
     """Connect to the broker, relay this database's outbox and consume ``consumer``'s queue.
 
     ``telemetry``: where its counters and spans go (by default, counters of its own).
+    ``tables``: whose outbox and inbox these are (by default the consumer's: ``<consumer>_event_outbox``).
     """
+    store = EventStore(tables or consumer)
     telemetry = telemetry or EventTelemetry(consumer)
     broker = Broker(settings.broker_url, prefix=settings.events_prefix)
     try:
@@ -70,15 +76,15 @@ async def choreography(
             f" ({type(exc).__name__}): start one (docker compose up rabbitmq, or"
             " rabbitmq-server -detached) or set BROKER_URL."
         ) from exc
-    relay = Relay(database, broker, telemetry)
-    reactor = Reactor(database, relay, reactions, telemetry)
+    relay = Relay(database, store, broker, telemetry)
+    reactor = Reactor(database, store, relay, reactions, telemetry)
     relaying = asyncio.create_task(relay.run(), name=f"{consumer}-relay")
     try:
         if reactions:
             await broker.consume(
                 consumer, reactor.event_types, reactor.on_message, single_active=single_active
             )
-        yield Choreography(broker, relay, reactor)
+        yield Choreography(store, broker, relay, reactor)
     finally:
         relaying.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,10 +1,11 @@
 """The outbox's and inbox's columns; a service declares both tables on its own base.
 
     class EventOutbox(OutboxRecordBase, WarehouseTable, table=True):
-        __tablename__ = "event_outbox"
+        __tablename__ = outbox_table("warehouse")
 
-so its migrations create them with its other tables. The names are fixed (``store`` writes to
-``event_outbox`` and ``event_inbox``): one pair per service database.
+so its migrations create them with its other tables. The names carry the service's
+(``EventStore("warehouse")`` writes to ``warehouse_event_outbox``): services sharing a database
+keep their own.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from sqlmodel import Field, SQLModel
 
 from servicekit.db.values import UTCDateTime
 
-OUTBOX_TABLE = "event_outbox"
-INBOX_TABLE = "event_inbox"
+
+def outbox_table(service: str) -> str:
+    return f"{service}_event_outbox"
+
+
+def inbox_table(service: str) -> str:
+    return f"{service}_event_inbox"
 
 
 def _now() -> datetime:

@@ -23,14 +23,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "event_inbox",
+        "orchestrator_event_inbox",
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("event_type", sa.String(length=100), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("message_id"),
     )
     op.create_table(
-        "event_outbox",
+        "orchestrator_event_outbox",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("routing_key", sa.String(length=100), nullable=False),
@@ -54,5 +54,5 @@ def downgrade() -> None:
         batch_op.drop_column("last_event")
         batch_op.drop_column("coordination")
 
-    op.drop_table("event_outbox")
-    op.drop_table("event_inbox")
+    op.drop_table("orchestrator_event_outbox")
+    op.drop_table("orchestrator_event_inbox")

@@ -1,8 +1,8 @@
 """The event outbox and inbox, for COORDINATION=choreography
 
-``event_outbox`` holds the events this service's transactions wrote with their effects, until the
-relay has published them; ``event_inbox`` the ids of the messages it applied, so a redelivery is
-skipped (``servicekit.events``).
+``warehouse_event_outbox`` holds the events this service's transactions wrote with their
+effects, until the relay has published them; ``warehouse_event_inbox`` the ids of the messages it
+applied, so a redelivery is skipped (``servicekit.events``).
 
 Revision ID: 0003_event_outbox_inbox
 Revises: 0002_reservation_line_sku
@@ -22,14 +22,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "event_inbox",
+        "warehouse_event_inbox",
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("event_type", sa.String(length=100), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("message_id"),
     )
     op.create_table(
-        "event_outbox",
+        "warehouse_event_outbox",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("routing_key", sa.String(length=100), nullable=False),
@@ -42,5 +42,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("event_outbox")
-    op.drop_table("event_inbox")
+    op.drop_table("warehouse_event_outbox")
+    op.drop_table("warehouse_event_inbox")
