@@ -38,11 +38,14 @@ def app_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def environment(spec: dict[str, Any]) -> dict[str, str]:
-    """A service's environment, whether written as a mapping or as a list of NAME=value."""
+    """A service's environment, whether written as a mapping or as a list of NAME=value, as
+    compose sets it with nothing exported (``${NAME:-default}`` is the default)."""
     env = spec.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {name: str(value) for name, value in env.items()}
+    return {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for name, value in env.items()
+    }
 
 
 def depends_on(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -128,6 +131,21 @@ def test_environment_names_are_settings_of_the_service(
     assert all(name == name.upper() for name in env)
     # Values parse as the declared types (PORT an int, SEED_DEMO_CATALOG a bool…).
     settings_class.model_validate({name.lower(): value for name, value in env.items()})
+
+
+def test_choreography_is_one_variable_away_and_every_service_reaches_rabbitmq(
+    compose: dict[str, Any],
+) -> None:
+    """COORDINATION is the same variable on all four (orchestration unless exported), and each
+    reaches RabbitMQ by its compose name with the user the broker container creates."""
+    broker = compose["services"]["rabbitmq"]
+    user = environment(broker)["RABBITMQ_DEFAULT_USER"]
+    password = environment(broker)["RABBITMQ_DEFAULT_PASS"]
+    assert "15672:15672" in broker["ports"]  # the management UI
+    for name, spec in app_services(compose).items():
+        assert spec["environment"]["COORDINATION"] == "${COORDINATION:-orchestration}", name
+        assert environment(spec)["BROKER_URL"] == f"amqp://{user}:{password}@rabbitmq:5672/"
+        assert depends_on(spec)["rabbitmq"] == {"condition": "service_healthy"}
 
 
 def test_every_service_uses_its_own_postgres_database(compose: dict[str, Any]) -> None:
