@@ -84,24 +84,32 @@ async def running_suite(
     *,
     wrap: Callable[[str, httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
     everywhere: dict[str, Any] | None = None,
+    only: dict[str, dict[str, Any]] | None = None,
     **orchestrator_settings: Any,
 ) -> AsyncIterator[Suite]:
     """Start the four apps; ``wrap(service, transport)`` may put a fault injector in front of a service.
 
-    ``everywhere``: settings of all four (e.g. ``coordination``, ``broker_url``, ``events_prefix``).
+    ``everywhere``: settings of all four (e.g. ``coordination``, ``broker_url``, ``events_prefix``);
+    ``only``: settings of one service, over those (``{"rewards": {...}}``).
     """
     shared = everywhere or {}
+
+    def of(service: str) -> dict[str, Any]:
+        return shared | (only or {}).get(service, {})
+
     async with AsyncExitStack() as stack:
         services: dict[str, httpx.AsyncClient] = {}
         transports: dict[str, httpx.AsyncBaseTransport] = {}
         apps = {
             "warehouse": create_warehouse_app(
-                WarehouseSettings(database_url=database_url("warehouse"), **shared)
+                WarehouseSettings(database_url=database_url("warehouse"), **of("warehouse"))
             ),
             "rewards": create_rewards_app(
-                RewardsSettings(database_url=database_url("rewards"), **shared)
+                RewardsSettings(database_url=database_url("rewards"), **of("rewards"))
             ),
-            "email": create_email_app(EmailSettings(database_url=database_url("email"), **shared)),
+            "email": create_email_app(
+                EmailSettings(database_url=database_url("email"), **of("email"))
+            ),
         }
         for name, app in apps.items():
             manager = await stack.enter_async_context(LifespanManager(app))

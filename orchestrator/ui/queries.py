@@ -23,6 +23,7 @@ from orchestrator.schemas import CheckoutPublic
 from orchestrator.statuses import CheckoutStatus
 
 STATUSES = tuple(CheckoutStatus)
+COORDINATIONS = ("orchestration", "choreography")
 # Under the page's polling interval (4 s): counts lag the rows by at most this much.
 COUNTS_MAX_AGE_S = 2.0
 _counts: weakref.WeakKeyDictionary[Journal, tuple[float, dict[str, int]]] = (
@@ -63,7 +64,13 @@ async def status_counts(journal: Journal) -> dict[str, int]:
 
 
 async def search(
-    journal: Journal, *, status: str | None, text: str | None, limit: int, cursor: str | None
+    journal: Journal,
+    *,
+    status: str | None,
+    text: str | None,
+    limit: int,
+    cursor: str | None,
+    coordination: str | None = None,
 ) -> Listing:
     """Checkouts newest first: the one whose id is ``text``, else those of customer ``text``.
 
@@ -74,9 +81,15 @@ async def search(
     if checkout_id is not None and cursor is None:
         found = await views.read_checkout(journal, checkout_id)
         if found is not None:
-            return Listing([found] if status in (None, found.status) else [], None, True)
+            shown = status in (None, found.status) and coordination in (None, found.coordination)
+            return Listing([found] if shown else [], None, True)
     items, next_cursor = await views.list_checkouts(
-        journal, status=status, customer_id=text or None, limit=limit, cursor=cursor
+        journal,
+        status=status,
+        customer_id=text or None,
+        limit=limit,
+        cursor=cursor,
+        coordination=coordination,
     )
     return Listing(items, next_cursor, False)
 

@@ -80,23 +80,44 @@ def _clean_search(q: str | None) -> str | None:
 
 
 async def _list_context(
-    journal: Journal, *, status: str | None, q: str | None, cursor: str | None, limit: int
+    journal: Journal,
+    *,
+    status: str | None,
+    q: str | None,
+    cursor: str | None,
+    limit: int,
+    coordination: str | None = None,
 ) -> tuple[dict[str, Any], int]:
     status = status if status in queries.STATUSES else None
+    coordination = coordination if coordination in queries.COORDINATIONS else None
     text = _clean_search(q)
     cursor = cursor or None
     error = None
     try:
         listing = await queries.search(
-            journal, status=status, text=text, limit=limit, cursor=cursor
+            journal,
+            status=status,
+            text=text,
+            limit=limit,
+            cursor=cursor,
+            coordination=coordination,
         )
     except InvalidCursorError:
         listing = queries.Listing([], None, False)
         error = "This page link is not valid (its cursor was not handed out by this dashboard)."
     counts = await queries.status_counts(journal)
-    keep: dict[str, str | int | None] = {"q": text, "limit": limit if limit != 50 else None}
+    keep: dict[str, str | int | None] = {
+        "q": text,
+        "limit": limit if limit != 50 else None,
+        "coordination": coordination,
+    }
     context = {
         "status": status,
+        "coordination": coordination,
+        "coordination_urls": {
+            mode: _url("ui", status=status, **(keep | {"coordination": mode}))
+            for mode in (None, *queries.COORDINATIONS)
+        },
         "q": text or "",
         "cursor": cursor,
         "limit": limit,
@@ -112,7 +133,7 @@ async def _list_context(
             else None
         ),
         "fragment_url": _url("ui/fragments/list", status=status, cursor=cursor, **keep),
-        "clear_url": _url("ui", status=status),
+        "clear_url": _url("ui", status=status, coordination=coordination),
     }
     return context, 400 if error else 200
 
@@ -121,6 +142,7 @@ Status = Annotated[str | None, Query()]
 Search = Annotated[str | None, Query()]
 Cursor = Annotated[str | None, Query(max_length=512)]
 Limit = Annotated[int, Query(ge=1, le=200)]
+CoordinationFilter = Annotated[str | None, Query()]
 
 
 @router.get("/ui", response_class=HTMLResponse)
@@ -132,13 +154,16 @@ async def ui_list_checkouts(
     q: Search = None,
     cursor: Cursor = None,
     limit: Limit = 50,
+    coordination: CoordinationFilter = None,
 ) -> HTMLResponse:
     """The dashboard: checkouts newest first, with counts per status, filters and search.
 
     Served at ``/ui/`` too, without a redirect (whose absolute URL a path prefix would break);
     the page's base is relative to whichever path it was opened at.
     """
-    context, code = await _list_context(journal, status=status, q=q, cursor=cursor, limit=limit)
+    context, code = await _list_context(
+        journal, status=status, q=q, cursor=cursor, limit=limit, coordination=coordination
+    )
     root = "../" if request.url.path.endswith("/") else "./"
     return _render("list.html", code, root=root, **context)
 
@@ -150,9 +175,12 @@ async def ui_list_fragment(
     q: Search = None,
     cursor: Cursor = None,
     limit: Limit = 50,
+    coordination: CoordinationFilter = None,
 ) -> HTMLResponse:
     """The live part of the list page (counts, rows, pager), polled by the page."""
-    context, code = await _list_context(journal, status=status, q=q, cursor=cursor, limit=limit)
+    context, code = await _list_context(
+        journal, status=status, q=q, cursor=cursor, limit=limit, coordination=coordination
+    )
     return _render("_list_body.html", code, **context)
 
 
