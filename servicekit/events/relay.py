@@ -50,14 +50,20 @@ class Relay:
         rows = await self.store.claim(self.database, limit=self.batch, hold_s=self.hold_s)
         if not rows:
             return 0
-        # Confirms are awaited together: the broker confirms a pipeline of messages at once.
-        await asyncio.gather(
-            *(
-                self.broker.publish(key, body, message_id=message_id)
-                for _, message_id, key, body in rows
+        seqs = [row[0] for row in rows]
+        try:
+            # Confirms are awaited together: the broker confirms a pipeline of messages at once.
+            await asyncio.gather(
+                *(
+                    self.broker.publish(key, body, message_id=message_id)
+                    for _, message_id, key, body in rows
+                )
             )
-        )
-        await self.store.drop(self.database, [row[0] for row in rows])
+        except Exception:
+            # Some may have reached the broker: publishing them again is what the inboxes are for.
+            await self.store.release(self.database, seqs)
+            raise
+        await self.store.drop(self.database, seqs)
         for _, _, key, _ in rows:
             self.telemetry.sent(key)
         return len(rows)

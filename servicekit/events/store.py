@@ -47,6 +47,7 @@ class EventStore:
             ),
         )
         self._drop = SQL(f"DELETE FROM {outbox} WHERE seq = :seq")
+        self._release = SQL(f"UPDATE {outbox} SET claimed_until = NULL WHERE seq = :seq")
         self._count = SQL(f"SELECT count(*) FROM {outbox}")
         self._seen = SQL(f"SELECT 1 FROM {inbox} WHERE message_id = :message_id")
         self._record = SQL(
@@ -80,6 +81,14 @@ class EventStore:
 
         async def work(tx: Transaction) -> None:
             await tx.execute_many(self._drop, [{"seq": seq} for seq in seqs])
+
+        await database.run(work)
+
+    async def release(self, database: Database, seqs: Sequence[int]) -> None:
+        """Give back a claim the broker did not confirm, so the next attempt takes it at once."""
+
+        async def work(tx: Transaction) -> None:
+            await tx.execute_many(self._release, [{"seq": seq} for seq in seqs])
 
         await database.run(work)
 

@@ -103,7 +103,8 @@ async def test_an_unconfirmed_batch_stays_and_is_published_once_the_broker_is_ba
     store, broker = EventStore("warehouse"), RecordingBroker()
     event = placed("c-1")
     await enqueue(database, store, [event])
-    relay = relay_of(database, store, broker, hold_s=0.0)
+    # The claim is given back on failure: the retry does not wait for it to expire (15 s).
+    relay = relay_of(database, store, broker, hold_s=15.0)
     broker.fail = True
     with pytest.raises(ConnectionError):
         await relay.publish_once()
