@@ -25,9 +25,8 @@ async def test_the_dashboard_filters_by_coordination_and_says_who_drove_a_checko
         listed = Page((await suite.orchestrator.get("/ui?coordination=choreography")).text)
         assert listed.row_ids() == [placed["id"]]
         assert "Only choreography." in listed.text
-        # Marked current: "all" statuses (within choreography) and the choreography filter.
-        current = [a["href"] for a in listed.attrs("a", class_="count", aria_current="page")]
-        assert current == ["ui?coordination=choreography"] * 2
+        current = [a["href"] for a in listed.attrs("a", class_="mode", aria_current="page")]
+        assert current == ["ui?coordination=choreography"]
         empty = Page((await suite.orchestrator.get("/ui?coordination=orchestration")).text)
         assert empty.row_ids() == []
         # The status links keep the coordination filter.
