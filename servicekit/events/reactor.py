@@ -95,12 +95,11 @@ class Reactor:
             return IGNORED
         if await self.store.seen(self.database, event.message_id):
             return DUPLICATE
-        with self.telemetry.applying(event):
-            async for attempt in stamina.retry_context(
-                on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
-            ):
-                with attempt:
-                    outcome, caused = await self._apply_once(event, reaction)
+        async for attempt in stamina.retry_context(
+            on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
+        ):
+            with attempt:
+                outcome, caused = await self._apply_once(event, reaction)
         if caused:
             self.relay.wake()
         return outcome
@@ -122,4 +121,6 @@ class Reactor:
             await self.store.enqueue(tx, caused)
             return APPLIED, caused
 
-        return await self.database.run(transaction)
+        # A span only for what this service applies: the events it ignores would drown a trace.
+        with self.telemetry.applying(event):
+            return await self.database.run(transaction)
