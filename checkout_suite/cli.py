@@ -5,6 +5,8 @@
 - ``serve NAME`` runs one service in the foreground (what the container image runs).
 - ``migrate NAME|all`` upgrades database schemas without starting a service
   (``checkout_suite.migrate``).
+- ``dead-letters`` lists (or ``--replay``s) the messages no consumer could apply, in
+  choreography (``checkout_suite.dead_letters``).
 - ``demo`` posts sample checkouts to a running suite and prints the outcome as a table
   (``checkout_suite.demo``).
 
@@ -20,12 +22,13 @@ from typing import Annotated
 import typer
 
 from checkout_suite.credentials import DEV_API_KEY
+from checkout_suite.dead_letters import run_dead_letters
 from checkout_suite.demo import run_demo
 from checkout_suite.migrate import MigrateTarget, run_migrate
 from checkout_suite.processes import run_suite
 from checkout_suite.processes import serve as serve_service
 from checkout_suite.services import SERVICES, ServiceName
-from servicekit.events import DEFAULT_BROKER_URL
+from servicekit.events import DEFAULT_BROKER_URL, DEFAULT_PREFIX
 
 
 class Coordination(StrEnum):
@@ -145,6 +148,27 @@ def demo(
 ) -> None:
     """Place three sample checkouts on a running suite and print how each one ended."""
     code = run_demo(url, wait=wait, api_key=api_key)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("dead-letters")
+def dead_letters(
+    replay: Annotated[
+        bool,
+        typer.Option(help="Publish each message again (consumers that applied it skip it)."),
+    ] = False,
+    broker_url: Annotated[
+        str, typer.Option(envvar="BROKER_URL", help="RabbitMQ of the choreography.")
+    ] = DEFAULT_BROKER_URL,
+    events_prefix: Annotated[
+        str,
+        typer.Option(envvar="EVENTS_PREFIX", help="The deployment's exchange and queue prefix."),
+    ] = DEFAULT_PREFIX,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many messages.")] = 100,
+) -> None:
+    """List the choreography's dead letters (messages no consumer could apply), or replay them."""
+    code = run_dead_letters(broker_url, events_prefix, replay=replay, limit=limit)
     if code:
         raise typer.Exit(code)
 

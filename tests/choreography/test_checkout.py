@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
+from servicekit.events.dead_letters import dead_letters as list_dead_letters
 from tests.choreography.helpers import consumed, dead_letters, eventually, publish, tap
 from tests.conftest import BrokerUnderTest
 from tests.suite import checkout_body, running_suite
 from tests.support import assert_problem, step, wait_finished
+from warehouse_service import reactions as warehouse_reactions
 
 pytestmark = pytest.mark.anyio
 
@@ -217,3 +219,43 @@ async def _consumed_at_least(client: Any, outcome: str, count: int) -> bool:
 
 async def _dead_at_least(broker: BrokerUnderTest, count: int) -> bool:
     return await dead_letters(broker) >= count
+
+
+async def test_a_reaction_that_keeps_failing_is_dead_lettered_then_replayed_once_fixed(
+    database_url: Any, broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warehouse's reaction raises (a bug, a dependency down): after its attempts the
+    message waits in the dead-letter queue, the checkout waits at the warehouse; once fixed, a
+    replay completes the checkout, and the consumers that saw the message before skip it."""
+    reserve = warehouse_reactions.reservations.reserve
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the warehouse's rules are broken")
+
+    async with running_suite(
+        database_url, everywhere=broker.settings, checkout_sync_deadline_s=0.2
+    ) as suite:
+        await suite.stock("SKU-001", 10)
+        monkeypatch.setattr(warehouse_reactions.reservations, "reserve", broken)
+        placed = (await suite.orchestrator.post("/checkouts", json=checkout_body())).json()
+        await eventually(lambda: _dead_at_least(broker, 1), timeout_s=30)
+        letters = await list_dead_letters(broker.url, broker.prefix, replay=False, limit=10)
+        assert [(d.routing_key, d.checkout_id, d.queue) for d in letters] == [
+            ("checkout.placed", placed["id"], f"{broker.prefix}.warehouse")
+        ]
+        assert await dead_letters(broker) == 1  # listing leaves them there
+        waiting = (await suite.orchestrator.get(f"/checkouts/{placed['id']}")).json()
+        assert waiting["status"] == "running"
+        assert step(waiting, "warehouse")["status"] == "running"
+
+        monkeypatch.setattr(warehouse_reactions.reservations, "reserve", reserve)
+        replayed = await list_dead_letters(broker.url, broker.prefix, replay=True, limit=10)
+        assert len(replayed) == 1
+        done = await wait_finished(
+            suite.orchestrator, f"/checkouts/{placed['id']}", "completed", timeout_s=20
+        )
+        assert step(done, "warehouse")["status"] == "succeeded"
+        assert await dead_letters(broker) == 0
+        assert (await suite.inventory("SKU-001"))["reserved"] == 2
+        # The journal had applied the placed event before: its twin was skipped.
+        assert await consumed(suite.orchestrator, "duplicate") == 1
