@@ -145,6 +145,38 @@ def test_demo_against_an_unreachable_suite_exits_1() -> None:
     assert "checkout-suite up" in result.output
 
 
+def test_up_in_choreography_without_a_broker_says_what_to_start(tmp_path: Path) -> None:
+    """`up --coordination choreography` with no RabbitMQ at --broker-url exits 2 at once, naming
+    the address and how to start one, and starts no service (no database file appears)."""
+    (port,) = free_ports(1)
+    result = runner.invoke(
+        app,
+        [
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--coordination",
+            "choreography",
+            "--broker-url",
+            f"amqp://guest:guest@127.0.0.1:{port}/",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 2, result.output
+    assert f"nothing answers at 127.0.0.1:{port}" in result.output
+    assert "docker compose up -d rabbitmq" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dead_letters_without_a_broker_exits_1() -> None:
+    (port,) = free_ports(1)
+    result = runner.invoke(
+        app, ["dead-letters", "--broker-url", f"amqp://guest:guest@127.0.0.1:{port}/"]
+    )
+    assert result.exit_code == 1
+    assert "no broker answers" in result.output
+
+
 def test_up_refuses_a_port_already_in_use(tmp_path: Path) -> None:
     """`up` exits 1 before starting anything when a port it needs is taken."""
     with socket.socket() as taken:
