@@ -110,3 +110,79 @@ async def _until_one_is_at(client: httpx.AsyncClient, ids: list[str], victim: st
             if any(s["name"] == wanted and s["status"] == "running" for s in view["steps"]):
                 return
         await anyio.sleep(0.005)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_replicas_of_every_service_on_postgresql_share_the_work_and_survive_a_kill(
+    harness: Harness, database_url: Any, broker: BrokerUnderTest
+) -> None:
+    """Two replicas of each service on one PostgreSQL database per service: their relays claim
+    the outbox with SKIP LOCKED, their consumers compete for the queue, one journal feed is
+    active. One warehouse replica dies by SIGKILL mid-flight; every checkout still ends once."""
+    choreography = {
+        "COORDINATION": "choreography",
+        "BROKER_URL": broker.url,
+        "EVENTS_PREFIX": broker.prefix,
+    }
+    urls = {name: database_url(name) for name in (*SERVICES, "orchestrator")}
+    first = harness.services(urls, **choreography)
+    second = {
+        name: harness.process(name, name=f"{name}-2", DATABASE_URL=urls[name], **choreography)
+        for name in SERVICES
+    }
+    orchestrators = [
+        harness.orchestrator(urls["orchestrator"], first, name=f"orchestrator-{n}", **choreography)
+        for n in (1, 2)
+    ]
+    with anyio.fail_after(TEST_BOUND_S):
+        # The first of each creates the tables alone; then the rest start together.
+        await harness.start_all(*first.values(), orchestrators[0])
+        await harness.start_all(*second.values(), orchestrators[1])
+        apis = [harness.client(process) for process in orchestrators]
+        warehouse = harness.client(first["warehouse"])
+        rewards, email = harness.client(first["rewards"]), harness.client(first["email"])
+        sku = f"SKU-{uuid.uuid4().hex[:8].upper()}"
+        stocked = await warehouse.put(f"/inventory/{sku}", json={"on_hand": 30})
+        assert stocked.status_code in (200, 201), stocked.text
+        ids: list[str] = []
+
+        async def place(index: int) -> None:
+            body = checkout_body(
+                customer_id=f"c-replica-{index}",
+                email=f"replica{index}@example.com",
+                items=[{"sku": sku, "quantity": 1, "unit_price": "10.00"}],
+            )
+            response = await apis[index % 2].post(
+                "/checkouts", json=body, headers={"Prefer": "respond-async"}
+            )
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["id"])
+
+        async with anyio.create_task_group() as group:
+            for index in range(40):
+                group.start_soon(place, index)
+                if index == 20:
+                    group.start_soon(second["warehouse"].kill)
+        problems = await check_invariants(
+            apis[0], warehouse, rewards, email, checkout_ids=ids, wait_s=60
+        )
+        assert problems == []
+        views = await _read(apis[1], ids)
+        assert sorted(v["status"] for v in views) == ["completed"] * 30 + ["failed"] * 10
+        # Both replicas of the rewards service did some of the work.
+        credits = [
+            await _consumed_applied(harness.client(process))
+            for process in (first["rewards"], second["rewards"])
+        ]
+        assert all(count > 0 for count in credits), credits
+
+
+async def _consumed_applied(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("checkout_events_consumed_total{") and 'outcome="applied"' in line
+    )
