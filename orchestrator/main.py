@@ -53,7 +53,7 @@ class State(TypedDict):
 
 @asynccontextmanager
 async def placing_of(
-    settings: Settings, database: Database, telemetry: EventTelemetry
+    settings: Settings, database: Database, telemetry: EventTelemetry, metrics: SagaMetrics
 ) -> AsyncIterator[Placing | None]:
     """In choreography: checkouts placed as events, and the journal fed by every checkout event
     (one replica's feed at a time). In orchestration: None, and the supervisor drives them."""
@@ -66,7 +66,7 @@ async def placing_of(
         if placing is not None:
             placing.ended(checkout_id)
 
-    feed = Feed(journal_of(database), ended)
+    feed = Feed(journal_of(database), ended, metrics)
     async with choreography(
         database,
         settings,
@@ -132,6 +132,7 @@ def create_app(
                         EventTelemetry(
                             "journal", observability.registry, observability.tracer_provider
                         ),
+                        saga_metrics,
                     ) as placing,
                 ):
                     yield {

@@ -30,6 +30,7 @@ from typing import Any
 from orchestrator.choreography.placing import CHOREOGRAPHY
 from orchestrator.journal.journal import Journal, LeaseLostError
 from orchestrator.journal.records import CheckoutRecord, StepRecord, Transition, utcnow
+from orchestrator.saga.metrics import SagaMetrics
 from orchestrator.statuses import TERMINAL_STATUSES, CheckoutStatus, StepStatus
 from servicekit.db.statements import Transaction
 from servicekit.events.envelope import Event
@@ -147,12 +148,24 @@ def transition_for(
     return Transition(checkout_values, changes)
 
 
-class Feed:
-    """Writes the checkout events of a queue into the journal."""
+_OUTCOME_OF: dict[str, str] = {
+    StepStatus.succeeded: "succeeded",
+    StepStatus.failed: "refused",
+    StepStatus.compensated: "compensated",
+}
 
-    def __init__(self, journal: Journal, ended: Callable[[uuid.UUID], None]) -> None:
+
+class Feed:
+    """Writes the checkout events of a queue into the journal, and counts them as the saga's
+    metrics count an orchestrated checkout (``checkout_finished_total``, ``step_duration_seconds``,
+    ``step_compensations_total``)."""
+
+    def __init__(
+        self, journal: Journal, ended: Callable[[uuid.UUID], None], metrics: SagaMetrics
+    ) -> None:
         self.journal = journal
         self.ended = ended
+        self.metrics = metrics
 
     @property
     def reactions(self) -> dict[str, Reaction]:
@@ -180,9 +193,27 @@ class Feed:
             except LeaseLostError:
                 pass  # ended meanwhile (the terminal write ends the lease): nothing to write
             else:
+                self._count(transition, {step.name: step for step in steps})
                 if transition.checkout.get("status") in TERMINAL_STATUSES:
                     self.ended(checkout_id)
         return _recorded
+
+    def _count(self, transition: Transition, steps: dict[str, StepRecord]) -> None:
+        metrics = self.metrics
+        status = transition.checkout.get("status")
+        if status in TERMINAL_STATUSES:
+            metrics.child(metrics.checkouts, str(status)).inc()
+        for name, values in transition.steps.items():
+            outcome = _OUTCOME_OF.get(values.get("status", StepStatus.pending))
+            if outcome is None:
+                continue
+            started = values.get("started_at") or steps[name].started_at
+            ended = values.get("compensated_at") or values.get("finished_at")
+            if started is not None and ended is not None:
+                seconds = max(0.0, (ended - started).total_seconds())
+                metrics.child(metrics.step_duration, name, outcome).observe(seconds)
+            if outcome == "compensated":
+                metrics.child(metrics.compensations, name).inc()
 
 
 async def _recorded(_: Transaction) -> list[Event]:

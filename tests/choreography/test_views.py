@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import BrokerUnderTest
+from tests.observability.conftest import metric
 from tests.suite import checkout_body, running_suite
 from tests.support import step
 from tests.ui.pages import Page
@@ -66,3 +67,30 @@ async def test_a_checkout_with_no_terminal_event_by_its_deadline_is_flagged_stuc
         assert waiting["last_event"]["source"] == "warehouse"
         assert waiting["reason"].startswith("stuck: no terminal event by its deadline")
         assert waiting["cancellable"] is False
+
+
+async def test_the_saga_metrics_count_choreographed_checkouts_as_orchestrated_ones(
+    database_url: Any, broker: BrokerUnderTest
+) -> None:
+    async with running_suite(
+        database_url, everywhere=broker.settings, checkout_steps="rewards,warehouse,email"
+    ) as suite:
+        await suite.stock("SKU-001", 2)
+        for _ in range(2):  # the first completes, the second is sold out: points reversed
+            await suite.orchestrator.post("/checkouts", json=checkout_body())
+        text = (await suite.orchestrator.get("/metrics")).text
+    assert metric(text, "checkout_finished_total", status="completed") == 1
+    assert metric(text, "checkout_finished_total", status="failed") == 1
+    assert metric(text, "step_compensations_total", step="rewards") == 1
+    assert metric(text, "step_duration_seconds_count", step="warehouse", outcome="refused") == 1
+    assert metric(text, "step_duration_seconds_count", step="email", outcome="succeeded") == 1
+    assert (
+        metric(
+            text,
+            "checkout_events_consumed_total",
+            consumer="journal",
+            type="step.refused",
+            outcome="applied",
+        )
+        == 1
+    )
