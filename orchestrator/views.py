@@ -36,9 +36,12 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
         None,
     )
     last_error = _loads(current.error) if current else None
-    if checkout.coordination == CHOREOGRAPHY:
-        return _choreography_waiting(checkout, current, last_error, now)
-    if checkout.cancel_requested:
+    choreographed = checkout.coordination == CHOREOGRAPHY
+    last_event = _loads(checkout.last_event) if choreographed else None
+    stuck = choreographed and checkout.deadline_at is not None and now > checkout.deadline_at
+    if choreographed:
+        reason = _choreography_reason(checkout, current, last_event, stuck)
+    elif checkout.cancel_requested:
         reason = "cancelling: compensating completed steps"
     elif checkout.next_attempt_at and checkout.next_attempt_at > now:
         reason = f"parked after transient failures of step {current.name if current else '?'}; resumes at next_attempt_at"
@@ -57,6 +60,8 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
         reason = f"step {current.name} in progress"
     else:
         reason = "finishing"
+    # No replica holds a choreographed checkout (its lease is the choreography's, for good).
+    leased = not choreographed
     return Waiting(
         reason=reason,
         step=current.name if current else None,
@@ -64,47 +69,32 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
         last_error=last_error if isinstance(last_error, dict) else None,
         next_attempt_at=_when(checkout.next_attempt_at),
         deadline_at=_when(checkout.deadline_at),
-        lease_owner=checkout.lease_owner,
-        lease_expires_at=_when(checkout.lease_expires_at),
+        lease_owner=checkout.lease_owner if leased else None,
+        lease_expires_at=_when(checkout.lease_expires_at) if leased else None,
         cancel_requested=checkout.cancel_requested,
-        cancellable=not checkout.past_pivot and not checkout.cancel_requested,
-    )
-
-
-def _choreography_waiting(
-    checkout: CheckoutRecord, current: StepRecord | None, last_error: Any, now: float
-) -> Waiting:
-    """Why a choreographed checkout is unfinished: the event it waits for, or stuck past its
-    deadline with the last event seen."""
-    last_event = _loads(checkout.last_event)
-    stuck = checkout.deadline_at is not None and now > checkout.deadline_at
-    seen = (
-        f"{last_event['type']} from {last_event['source']} at {last_event['occurred_at']}"
-        if last_event
-        else "none (the placed event was not consumed)"
-    )
-    if stuck:
-        reason = f"stuck: no terminal event by its deadline; last event seen: {seen}"
-    elif checkout.error is not None:
-        reason = "compensating: waiting for the steps before the failed one to undo theirs"
-    elif current is not None:
-        reason = f"waiting for the {current.name} service's event (choreography)"
-    else:
-        reason = "waiting for the first event (choreography)"
-    return Waiting(
-        reason=reason,
-        step=current.name if current else None,
-        attempts=current.attempts if current else 0,
-        last_error=last_error if isinstance(last_error, dict) else None,
-        next_attempt_at=None,
-        deadline_at=_when(checkout.deadline_at),
-        lease_owner=None,
-        lease_expires_at=None,
-        cancel_requested=False,
-        cancellable=False,
+        cancellable=leased and not checkout.past_pivot and not checkout.cancel_requested,
         stuck=stuck,
         last_event=last_event,
     )
+
+
+def _choreography_reason(
+    checkout: CheckoutRecord, current: StepRecord | None, last_event: Any, stuck: bool
+) -> str:
+    """The event a choreographed checkout waits for, or that it is stuck past its deadline,
+    with the last event seen."""
+    if stuck:
+        seen = (
+            f"{last_event['type']} from {last_event['source']} at {last_event['occurred_at']}"
+            if last_event
+            else "none (the placed event was not consumed)"
+        )
+        return f"stuck: no terminal event by its deadline; last event seen: {seen}"
+    if checkout.error is not None:
+        return "compensating: waiting for the steps before the failed one to undo theirs"
+    if current is not None:
+        return f"waiting for the {current.name} service's event (choreography)"
+    return "waiting for the first event (choreography)"
 
 
 def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPublic:
