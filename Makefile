@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 ## Start all four services on SQLite (./data) with the demo catalog; Ctrl-C stops them.
+## `make up COORDINATION=choreography`: the same suite by choreography (needs RabbitMQ).
 up: $(STAMP)
-	$(BIN)/checkout-suite up
+	$(BIN)/checkout-suite up $(if $(COORDINATION),--coordination $(COORDINATION))
 
 ## Run every test (PostgreSQL tests skip with a reason when no server answers).
 test: $(STAMP)
