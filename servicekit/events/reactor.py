@@ -1,8 +1,10 @@
 """The reactor: applies each message of a queue once, in one transaction with what it causes.
 
 A ``Reaction`` receives an event and returns the transactional part of its effect (``Work``),
-or None to ignore it. It may act outside the transaction first, when that act is idempotent on
-its own (the email service delivers by the message's natural key, then records the outcome).
+or None to ignore it (not this service's turn: no read of the inbox then). It may act outside
+the transaction first, when that act is idempotent on its own, since a redelivered message
+reaches it again before the inbox is read (the email service delivers by the message's natural
+key, so a twin finds the email sent; the journal's feed only moves statuses forward).
 The work runs in one transaction with the inbox row of the message and the outbox rows of the
 events it returns, so after any crash the message is either applied with its consequences or
 not at all, and a redelivery finds the inbox row and is acknowledged without effect.
@@ -93,8 +95,6 @@ class Reactor:
         reaction = self.reactions.get(event.type)
         if reaction is None:
             return IGNORED
-        if await self.store.seen(self.database, event.message_id):
-            return DUPLICATE
         async for attempt in stamina.retry_context(
             on=Exception, attempts=MAX_ATTEMPTS, wait_initial=0.05, wait_max=2.0, timeout=30.0
         ):
@@ -106,10 +106,13 @@ class Reactor:
 
     async def _apply_once(self, event: Event, reaction: Reaction) -> tuple[str, Sequence[Event]]:
         """The outcome, and the events ``event`` caused once committed."""
+        # Whose turn it is comes first: most messages of a queue are not this service's (it
+        # sees every step's events), and telling costs no read of the inbox.
         work = await reaction(event)
         if work is None:
-            # Not this service's turn: nothing to apply, so nothing to remember either.
             return IGNORED, ()
+        if await self.store.seen(self.database, event.message_id):
+            return DUPLICATE, ()
 
         async def transaction(tx: Transaction) -> tuple[str, Sequence[Event]]:
             # The work may roll back what it began (a refusal changes nothing): the inbox row and
