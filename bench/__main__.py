@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
-from bench.runner import Options, run
+from bench.runner import DEFAULT_BROKER_URL, Options, run
 
 FULL_PLAN = [(300, 1), (3000, 32)]
 QUICK_PLAN = [(20, 1), (50, 8)]
@@ -95,6 +96,23 @@ def parse(argv: list[str]) -> Options:
         "--skip-targets", action="store_true", help="only the --memory / --profile runs"
     )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and databases")
+    coordination = parser.add_mutually_exclusive_group()
+    coordination.add_argument(
+        "--no-coordination",
+        action="store_true",
+        help="skip orchestration vs choreography (side by side, and the same faults both ways)",
+    )
+    coordination.add_argument(
+        "--coordination-only",
+        action="store_true",
+        help="run only those two tables (real services on SQLite, RabbitMQ for choreography)",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=os.environ.get("BROKER_URL", DEFAULT_BROKER_URL),
+        help="RabbitMQ on 127.0.0.1 for choreography (default $BROKER_URL or %(default)s); "
+        "choreography is skipped with the reason if nothing answers there",
+    )
     args = parser.parse_args(argv)
     plan = args.plan or (QUICK_PLAN if args.quick else FULL_PLAN)
     return Options(
@@ -122,6 +140,9 @@ def parse(argv: list[str]) -> Options:
         keep_workdir=args.keep_workdir,
         skip_targets=args.skip_targets,
         orchestrator_workers=args.orchestrator_workers,
+        coordination=not args.no_coordination,
+        coordination_only=args.coordination_only,
+        broker_url=args.broker_url,
     )
 
 

@@ -342,7 +342,7 @@ def render(
         "the checkouts completed. Ratios are to the fastest baseline of the same services (the highest "
         "throughput at the highest concurrency), at the same concurrency, measured in this run.",
         "",
-        table(results),
+        table(results) if results else "No targets were run (`--coordination-only`).",
         "",
     ]
     for name, reason in skipped:
@@ -376,6 +376,10 @@ def render(
         ]
     if "profile" in extras:
         out += ["### Profile", "", profile_text(extras["profile"], markdown=True), ""]
+    if "coordination" in extras:
+        from bench.coordination import report_markdown
+
+        out += [report_markdown(extras["coordination"]), ""]
     out.append(END)
     return "\n".join(out)
 

@@ -10,10 +10,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,6 +35,13 @@ API_KEY = "bench-api-key"
 SERVICE_TOKEN = "bench-service-token"
 ORCHESTRATOR_ENV = {"API_KEYS": API_KEY, "SERVICE_TOKEN": SERVICE_TOKEN, "RATE_LIMIT": ""}
 STANDINS, REAL = "stand-ins", "real services"
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class CpuSource(Protocol):
+    """A process whose CPU a load watches: a ``Server``, or the broker the bench did not start."""
+
+    def cpu_seconds(self) -> float: ...
 
 
 @dataclass
@@ -63,6 +70,11 @@ class Options:
     keep_workdir: bool = False
     skip_targets: bool = False
     orchestrator_workers: int = 1
+    # Orchestration and choreography side by side, and the same faults both ways
+    # (bench.coordination); ``coordination_only`` skips everything else.
+    coordination: bool = True
+    coordination_only: bool = False
+    broker_url: str = DEFAULT_BROKER_URL
 
 
 @dataclass
@@ -267,7 +279,7 @@ class Bench:
         *,
         warmup: int,
         time_limit_s: float,
-        watch: list[tuple[str, Server]] | None = None,
+        watch: Sequence[tuple[str, CpuSource]] | None = None,
         progress_every: int = 0,
         on_progress: Callable[[int], None] | None = None,
         on_go: Callable[[], None] | None = None,
@@ -468,27 +480,47 @@ class Bench:
         }
         self.say(report.profile_text(self.extras["profile"]))
 
+    # --- coordination -----------------------------------------------------------------------
+
+    def run_coordination(self) -> int:
+        """Both coordination tables (bench.coordination); how many failures they counted."""
+        from bench import coordination
+
+        self.extras["coordination"] = coordination.run(self)
+        return coordination.failures(self.extras["coordination"])
+
     # --- the whole run ----------------------------------------------------------------------
 
     def run(self) -> int:
         machine = report.machine_facts()
         self.say(report.machine_line(machine))
-        self.start_standins()
-        if self.options.real_services:
+        only = self.options.coordination_only
+        if not only:
+            self.start_standins()
+        if self.options.real_services and not only:
             self.start_real_services()
-        for target in [] if self.options.skip_targets else self.targets():
+        for target in [] if self.options.skip_targets or only else self.targets():
             self.say(f"== {target.name} ({target.group})")
             self.run_target(target)
-        if self.options.memory:
+        coordination_failures = 0
+        if only or (self.options.coordination and not self.options.skip_targets):
+            coordination_failures = self.run_coordination()
+        if self.options.memory and not only:
             self.run_memory()
-        if self.options.profile_s:
+        if self.options.profile_s and not only:
             self.run_profile()
         machine["load_average_end"] = report.load_average()
         text = report.render(self.results, self.skipped, machine, self.options, self.extras)
-        self.say("")
-        self.say(report.table(self.results, markdown=False))
-        self.say("")
-        self.say(report.targets_text(self.results))
+        if self.results:
+            self.say("")
+            self.say(report.table(self.results, markdown=False))
+            self.say("")
+            self.say(report.targets_text(self.results))
+        if "coordination" in self.extras:
+            from bench import coordination
+
+            self.say("")
+            self.say(coordination.report_text(self.extras["coordination"]))
         if self.options.output is not None:
             self.options.output.parent.mkdir(parents=True, exist_ok=True)
             report.write(self.options.output, text)
@@ -513,8 +545,8 @@ class Bench:
                 )
             )
             self.say(f"wrote {self.options.json_output}")
-        errors = sum(r["errors"] for r in self.results)
-        return 1 if errors or not (self.results or self.options.skip_targets) else 0
+        errors = sum(r["errors"] for r in self.results) + coordination_failures
+        return 1 if errors or not (self.results or self.options.skip_targets or only) else 0
 
 
 def run(options: Options) -> int:

@@ -43,9 +43,7 @@ def environment(spec: dict[str, Any]) -> dict[str, str]:
     env = spec.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {
-        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for name, value in env.items()
-    }
+    return {name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value)) for name, value in env.items()}
 
 
 def depends_on(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
