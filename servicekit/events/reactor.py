@@ -17,8 +17,9 @@ checkout are applied one at a time in this process, in the order they arrive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import stamina
 from aio_pika.abc import AbstractIncomingMessage
@@ -38,6 +39,35 @@ MAX_ATTEMPTS = 5
 APPLIED, DUPLICATE, IGNORED = "applied", "duplicate", "ignored"
 
 
+class KeyedLocks:
+    """One lock per key, for as long as anyone holds or awaits it.
+
+    Counted, not judged by ``Lock.locked()``: between a release and the next waiter's wake-up the
+    lock reads unlocked while a waiter is queued on it, and dropping it then would let the next
+    message of the same checkout run beside that waiter.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Reactor:
     """Applies the events of one consumer's queue to its database."""
 
@@ -54,7 +84,7 @@ class Reactor:
         self.relay = relay
         self.reactions = reactions
         self.telemetry = telemetry
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
 
     @property
     def event_types(self) -> list[str]:
@@ -69,9 +99,8 @@ class Reactor:
             self.telemetry.took("unknown", "dead_lettered")
             await message.reject(requeue=False)
             return
-        lock = self._locks.setdefault(event.checkout_id, asyncio.Lock())
         try:
-            async with lock:
+            async with self._locks.holding(event.checkout_id):
                 outcome = await self.apply(event)
         except Exception:
             log.exception(
@@ -84,9 +113,6 @@ class Reactor:
             self.telemetry.took(event.type, "dead_lettered")
             await message.reject(requeue=False)
             return
-        finally:
-            if not lock.locked() and self._locks.get(event.checkout_id) is lock:
-                del self._locks[event.checkout_id]
         await message.ack()
         self.telemetry.took(event.type, outcome)
 

@@ -16,7 +16,7 @@ import pytest
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
 from servicekit.events.envelope import Event
-from servicekit.events.reactor import APPLIED, DUPLICATE, IGNORED, Reactor, Work
+from servicekit.events.reactor import APPLIED, DUPLICATE, IGNORED, KeyedLocks, Reactor, Work
 from servicekit.events.relay import Relay
 from servicekit.events.store import EventStore
 from servicekit.events.telemetry import EventTelemetry
@@ -213,3 +213,28 @@ async def test_concurrent_twins_of_one_message_apply_it_once(database: Database)
     outcomes = await asyncio.gather(*(reactor.apply(event) for reactor in reactors))
     assert sorted(outcomes) == [APPLIED, DUPLICATE]
     assert await store.waiting(database) == 1  # one caused event, not two
+
+
+async def test_messages_of_one_checkout_run_one_at_a_time_in_arrival_order() -> None:
+    """Three messages of a checkout arriving together: the third must not start beside the
+    second in the moment the first lets go (a lock that reads unlocked while a waiter is queued
+    on it must not be dropped), and the locks are gone once nobody needs them."""
+    locks = KeyedLocks()
+    running: list[str] = []
+    order: list[str] = []
+
+    async def message(name: str) -> None:
+        async with locks.holding("checkout-1"):
+            running.append(name)
+            assert running == [name], running
+            await asyncio.sleep(0.01)
+            order.append(name)
+            running.remove(name)
+
+    tasks = [asyncio.create_task(message(name)) for name in ("placed", "warehouse", "rewards")]
+    # Arriving once the first is done and the second holds the lock, with the third queued.
+    await asyncio.sleep(0.015)
+    tasks.append(asyncio.create_task(message("email")))
+    await asyncio.gather(*tasks)
+    assert order == ["placed", "warehouse", "rewards", "email"]
+    assert len(locks) == 0
