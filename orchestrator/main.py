@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import TypedDict
@@ -15,7 +14,7 @@ from fastapi import Depends, FastAPI
 
 from orchestrator.api import router
 from orchestrator.choreography.feed import Feed
-from orchestrator.choreography.placing import Placing, journal_of
+from orchestrator.choreography.placing import Placing
 from orchestrator.clients import ServiceClients
 from orchestrator.journal.journal import Journal
 from orchestrator.migrations import HISTORY
@@ -60,13 +59,8 @@ async def placing_of(
     if settings.coordination != "choreography":
         yield None
         return
-    placing: Placing | None = None
-
-    def ended(checkout_id: uuid.UUID) -> None:
-        if placing is not None:
-            placing.ended(checkout_id)
-
-    feed = Feed(journal_of(database), ended, metrics)
+    placing = Placing(database)
+    feed = Feed(placing.journal, placing.ended, metrics)
     async with choreography(
         database,
         settings,
@@ -76,7 +70,7 @@ async def placing_of(
         telemetry=telemetry,
         tables="orchestrator",
     ) as running:
-        placing = Placing(database, running.store, running.relay)
+        placing.publish_with(running.store, running.relay)
         yield placing
 
 

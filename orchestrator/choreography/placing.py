@@ -55,22 +55,29 @@ def placed_event(checkout: CheckoutRecord, plan: list[str]) -> Event:
 class Placing:
     """Records choreographed checkouts and lets requests wait for their end."""
 
-    def __init__(self, database: Database, store: EventStore, relay: Relay) -> None:
+    def __init__(self, database: Database) -> None:
         self.journal = journal_of(database)
-        self.store = store
-        self.relay = relay
         self._ended: dict[uuid.UUID, asyncio.Event] = {}
+        self._outbox: tuple[EventStore, Relay] | None = None
+
+    def publish_with(self, store: EventStore, relay: Relay) -> None:
+        """The outbox the placed events go to, and the relay to wake: the choreography's, once
+        it runs (the feed, built before it, already tells this object of endings)."""
+        self._outbox = (store, relay)
 
     async def place(self, checkout: CheckoutRecord, plan: list[str]) -> Loaded:
         """Record the checkout and its placed event; ``IntegrityError`` if its key is taken."""
+        if self._outbox is None:
+            raise RuntimeError("Placing.publish_with first")
+        store, relay = self._outbox
         checkout.coordination = CHOREOGRAPHY
         placed = placed_event(checkout, plan)
 
         async def announce(tx: Transaction) -> None:
-            await self.store.enqueue(tx, [placed])
+            await store.enqueue(tx, [placed])
 
         recorded = await self.journal.create(checkout, plan, also=announce)
-        self.relay.wake()
+        relay.wake()
         return recorded
 
     def ended(self, checkout_id: uuid.UUID) -> None:

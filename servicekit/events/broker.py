@@ -110,13 +110,6 @@ class Broker:
         await queue.consume(callback)
         return queue
 
-    async def dead_letters(self) -> int:
-        """How many messages wait in the dead-letter queue."""
-        if self._channel is None:
-            raise RuntimeError("Broker.connect first")
-        queue = await self._channel.declare_queue(self.dead_letter_queue, durable=True)
-        return int(queue.declaration_result.message_count or 0)
-
     async def close(self) -> None:
         if self._connection is not None:
             await self._connection.close()

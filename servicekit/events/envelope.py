@@ -39,18 +39,6 @@ class Event:
     traceparent: str | None = None
     occurred_at: str = field(default_factory=_now)
 
-    def caused(self, type: str, source: str, **data: Any) -> Event:
-        """The event ``source`` publishes in reaction to this one: the same checkout and trace,
-        this event's data carried along with ``data`` added."""
-        return Event(
-            type=type,
-            checkout_id=self.checkout_id,
-            source=source,
-            data={**self.data, **data},
-            causation_id=self.message_id,
-            traceparent=self.traceparent,
-        )
-
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
