@@ -26,7 +26,7 @@ from rich.markup import escape
 
 from checkout_suite.console import console
 from checkout_suite.credentials import credentials
-from checkout_suite.services import DOWNSTREAM, SERVICES
+from checkout_suite.services import DOWNSTREAM, SERVICES, Service
 from checkout_suite.summary import print_summary
 from servicekit.events import DEFAULT_BROKER_URL
 
@@ -278,4 +278,19 @@ def serve(name: str, *, host: str, port: int | None) -> None:
     port = port or service.port
     # The service's own Settings read HOST/PORT too; keep them in line with where it listens.
     os.environ["HOST"], os.environ["PORT"] = host, str(port)
+    refuse_invalid_settings(name, service)
     uvicorn.run(service.app, factory=True, host=host, port=port)
+
+
+def refuse_invalid_settings(name: str, service: Service) -> None:
+    """Exit with code 2 and one line per invalid setting, rather than a traceback from the app."""
+    from pydantic import ValidationError
+
+    try:
+        service.default_database_url()  # reads, and so validates, the service's settings
+    except ValidationError as exc:
+        for error in exc.errors():
+            setting = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"{name}: invalid {setting}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchestrator.saga.plan import StepKind
 from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.events.runtime import Coordination
 from servicekit.text import NO_CONTROL_CHARACTERS
@@ -109,6 +110,14 @@ class StepPublic(BaseModel):
 
     name: Literal["warehouse", "rewards", "email"]
     status: StepStatus
+    kind: StepKind = Field(
+        description="What its place in CHECKOUT_STEPS makes it: compensatable (undone if the "
+        "checkout fails), pivot (the go/no-go step) or retriable (after the pivot: retried "
+        "until it succeeds, never undone)."
+    )
+    group: int = Field(
+        description="The group it runs in, from 0; the steps of one group run at the same time."
+    )
     attempts: int = Field(description="Calls made for this step so far, retries included.")
     started_at: datetime | None
     finished_at: datetime | None

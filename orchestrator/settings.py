@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from orchestrator.saga.plan import DEFAULT_PLAN, Plan, PlanError, parse_plan
 from servicekit.events.runtime import CoordinationSettings
 
-STEP_NAMES = ("warehouse", "rewards", "email")
 MIN_STEP_TIMEOUT_S = 2.0
 
 
@@ -23,7 +23,9 @@ class Settings(CoordinationSettings):
     email_url: str = "http://127.0.0.1:8001"
     warehouse_url: str = "http://127.0.0.1:8002"
     rewards_url: str = "http://127.0.0.1:8003"
-    checkout_steps: str = "warehouse,rewards,email"
+    # Groups in sequence separated by ",", steps of a group run at once joined by "+"
+    # (orchestrator/saga/plan.py: the kinds and the rules a plan must keep).
+    checkout_steps: str = DEFAULT_PLAN
     # Bearer keys clients must present (comma-separated, so a key can be rotated); unset: open.
     api_keys: SecretStr | None = None
     # Sent to the services as a bearer token (a comma-separated list: the first is sent, for rotation).
@@ -60,15 +62,29 @@ class Settings(CoordinationSettings):
 
     @field_validator("checkout_steps")
     @classmethod
-    def _a_permutation(cls, value: str) -> str:
-        names = [name.strip() for name in value.split(",") if name.strip()]
-        if sorted(names) != sorted(STEP_NAMES):
+    def _a_valid_plan(cls, value: str) -> str:
+        try:
+            return str(parse_plan(value))
+        except PlanError as exc:
+            # A ValueError's message reaches the start-up error as written.
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _sequential_when_choreographed(self) -> Settings:
+        if self.coordination == "choreography" and self.plan.concurrent:
             raise ValueError(
-                f"CHECKOUT_STEPS must order exactly {', '.join(STEP_NAMES)}; got {value!r}"
+                f"CHECKOUT_STEPS {self.checkout_steps!r} runs steps at once ('+'), which only "
+                "orchestration does: under COORDINATION=choreography each service acts on the "
+                "event of the step before it, so the steps run in sequence (use ',' only)"
             )
-        return ",".join(names)
+        return self
+
+    @property
+    def plan(self) -> Plan:
+        """The groups of steps, their kinds and their pivot."""
+        return parse_plan(self.checkout_steps)
 
     @property
     def step_order(self) -> list[str]:
-        """Step names in the order the saga runs them."""
-        return self.checkout_steps.split(",")
+        """Step names in the order the saga records them (group by group)."""
+        return self.plan.order

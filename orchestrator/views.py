@@ -14,6 +14,7 @@ from orchestrator.errors import InvalidCursorError
 from orchestrator.journal import checkouts
 from orchestrator.journal.journal import Journal
 from orchestrator.journal.records import CheckoutRecord, StepRecord
+from orchestrator.saga.plan import parse_plan
 from orchestrator.schemas import CheckoutPublic, StepPublic, Waiting
 from orchestrator.statuses import TERMINAL_STATUSES, UNFINISHED_STATUSES, CheckoutStatus
 
@@ -31,10 +32,11 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
     if checkout.status in TERMINAL_STATUSES:
         return None
     now = time.time()
-    current = next(
-        (s for s in sorted(steps, key=lambda s: s.position) if s.status in UNFINISHED_STATUSES),
-        None,
-    )
+    unfinished = [
+        s for s in sorted(steps, key=lambda s: s.position) if s.status in UNFINISHED_STATUSES
+    ]
+    # Of several steps running at once, the one with an error is the one holding things up.
+    current = next((s for s in unfinished if s.error), unfinished[0] if unfinished else None)
     last_error = _loads(current.error) if current else None
     choreographed = checkout.coordination == CHOREOGRAPHY
     last_event = _loads(checkout.last_event) if choreographed else None
@@ -43,6 +45,17 @@ def waiting_of(checkout: CheckoutRecord, steps: list[StepRecord]) -> Waiting | N
         reason = _choreography_reason(checkout, current, last_event, stuck)
     elif checkout.cancel_requested:
         reason = "cancelling: compensating completed steps"
+    elif (
+        checkout.next_attempt_at
+        and checkout.next_attempt_at > now
+        and isinstance(last_error, dict)
+        and last_error.get("retryable") is False
+        and current is not None
+    ):
+        reason = (
+            f"step {current.name} was refused; past the pivot nothing is undone, so it is "
+            "tried again at next_attempt_at (or at once with /retry)"
+        )
     elif checkout.next_attempt_at and checkout.next_attempt_at > now:
         reason = f"parked after transient failures of step {current.name if current else '?'}; resumes at next_attempt_at"
     elif checkout.lease_owner is None or (checkout.lease_expires_at or 0) < now:
@@ -99,6 +112,8 @@ def _choreography_reason(
 
 def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPublic:
     """The API view of a checkout and its steps."""
+    plan = parse_plan(checkout.step_order)
+    groups = {name: index for index, group in enumerate(plan.groups) for name in group}
     return CheckoutPublic.model_validate(
         {
             "id": checkout.id,
@@ -113,6 +128,8 @@ def to_public(checkout: CheckoutRecord, steps: list[StepRecord]) -> CheckoutPubl
                 StepPublic(
                     name=s.name,
                     status=s.status,
+                    kind=plan.kind(s.name),
+                    group=groups[s.name],
                     attempts=s.attempts,
                     started_at=s.started_at,
                     finished_at=s.finished_at,

@@ -35,7 +35,7 @@ from orchestrator.migrations import HISTORY
 from orchestrator.saga.metrics import SagaMetrics
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
-from orchestrator.saga.steps import Compensation, Outcome, SagaContext, StepKind
+from orchestrator.saga.steps import Compensation, Outcome, SagaContext
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate
 from orchestrator.settings import Settings
@@ -47,8 +47,8 @@ from servicekit.migrations import upgrade
 class InstantStep:
     """A step whose call succeeds at once, shaped like the real ones."""
 
-    def __init__(self, name: str, kind: StepKind) -> None:
-        self.name, self.kind = name, kind
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def applies(self, _ctx: SagaContext) -> bool:
         return True
@@ -97,10 +97,7 @@ async def main(args: argparse.Namespace) -> None:
     database = Database.open(url)
     settings = Settings(database_url=url)
     journal = Journal(database, owner="saga-cost", lease_ttl_s=30)
-    steps = {
-        name: InstantStep(name, StepKind.RETRIABLE if name == "email" else StepKind.COMPENSATABLE)
-        for name in settings.step_order
-    }
+    steps = {name: InstantStep(name) for name in settings.step_order}
     policy = RetryPolicy(
         max_attempts=3, deadline_s=10, initial_delay_s=0.1, max_delay_s=1, jitter_s=0
     )

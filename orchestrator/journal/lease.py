@@ -20,6 +20,7 @@ of reading it back (``Supervisor.wait``).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from orchestrator.journal.journal import Journal
@@ -35,6 +36,9 @@ class LeasedCheckout:
         self.steps: dict[str, StepRecord] = {step.name: step for step in loaded[1]}
         self.token = token
         self._kept = Transition()
+        # The steps of a concurrent group write through one lease: one transaction at a time,
+        # each on top of the last, so two steps finishing at once never race on the records.
+        self._writing = asyncio.Lock()
 
     @property
     def checkout_id(self) -> uuid.UUID:
@@ -54,14 +58,20 @@ class LeasedCheckout:
         When it raises, the kept transitions stay kept: a write refused because an operator asked
         to cancel is followed by the write recording the cancellation, which commits them.
         """
-        written = await self.journal.commit(
-            self.checkout.id,
-            self.token,
-            self._kept.then(transition),
-            unless_cancelled=unless_cancelled,
-        )
-        self._kept = Transition()
-        written.apply(self.checkout, self.steps)
+        async with self._writing:
+            kept, self._kept = self._kept, Transition()
+            try:
+                written = await self.journal.commit(
+                    self.checkout.id,
+                    self.token,
+                    kept.then(transition),
+                    unless_cancelled=unless_cancelled,
+                )
+            except BaseException:
+                # Kept again, before any kept meanwhile by a step of the same group.
+                self._kept = kept.then(self._kept)
+                raise
+            written.apply(self.checkout, self.steps)
 
     async def park(self, *, until: float) -> None:
         """Stop driving until ``until`` and give up the lease (a transient outage)."""

@@ -10,13 +10,17 @@ The runner never changes a step's or the checkout's record itself: it hands tran
 checkout's lease (``LeasedCheckout``), which applies each one to the records once it is
 committed, so what the runner decides from is always what a restart would read back.
 
-Forward: steps run in the checkout's order; non-members' rewards step is ``skipped``. A
-compensatable step that keeps failing transiently is retried under the step policy, then the
-checkout is *parked* (lease given up, resumed ``RESUME_DELAY_S`` later by any replica) until
-its deadline; the email step, past the pivot, is retried until it succeeds.
+Forward: the plan's groups run in turn, the steps of a group at once (``saga.plan``: kinds and
+rules; ``saga.concurrently``); non-members' rewards step is ``skipped``. A compensatable step
+(or the pivot) that keeps failing transiently is retried under the step policy, then the
+checkout is *parked* (lease given up, resumed ``RESUME_DELAY_S`` later by any replica, at the
+group's unfinished steps) until its deadline. Steps that run to completion (retriable ones,
+after the pivot, and the email wherever it stands) are retried until they succeed; a retriable
+step refused for good is kept on its step and tried again when the checkout resumes.
 Failure: a refusal (4xx), a deadline passed, or an operator's cancel records the checkout's
-``error`` first (so a restart resumes compensating, never going forward again), then completed
-steps are compensated in reverse order, each retried until it succeeds. A step whose outcome is
+``error`` first (so a restart resumes compensating, never going forward again); the other steps
+of its group stop retrying and settle, then completed steps are compensated group by group in
+reverse order, each retried until it succeeds. A step whose outcome is
 unknown (its call may have been applied, or may still arrive) is compensated too: compensation
 voids the checkout at the service, undoing what landed and refusing what comes later; if
 nothing had landed, the step ends ``failed`` rather than ``compensated``.
@@ -28,21 +32,39 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.clients import StepError, StepRefusedError, StepTransientError
 from orchestrator.journal.journal import CancelRequestedError, Journal
 from orchestrator.journal.lease import LeasedCheckout
 from orchestrator.journal.records import CheckoutRecord, Loaded, StepRecord, Transition, utcnow
+from orchestrator.saga.concurrently import settle_all
 from orchestrator.saga.crashpoints import CrashPoints
+from orchestrator.saga.plan import Plan, StepKind, parse_plan
 from orchestrator.saga.retry import RetryPolicy
-from orchestrator.saga.steps import Compensation, SagaContext, SagaStep, StepKind
+from orchestrator.saga.steps import Compensation, SagaContext, SagaStep
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatus
 
 T = TypeVar("T")
 
 FORWARD_DONE, FORWARD_FAILED, FORWARD_PARKED = "done", "failed", "parked"
+DONE_STEP_STATUSES = (StepStatus.succeeded, StepStatus.skipped)
+# Why a checkout must wait before a step is tried again: the step, its attempts, the detail.
+_Wait = tuple[str, int, str]
+
+
+@dataclass
+class _Group:
+    """One forward pass over a group of steps, shared by its steps running at once."""
+
+    unsettled: int  # steps of the group still running
+    failing: bool = False  # the checkout's error is recorded: the others stop retrying
+
+
+class _SiblingFailed(Exception):
+    """Another step of the group failed the checkout; this one makes no further attempt."""
 
 
 def context_of(checkout: CheckoutRecord) -> SagaContext:
@@ -97,79 +119,142 @@ class SagaRunner:
             return lease.loaded()
 
     async def _drive(self, journal: LeasedCheckout) -> None:
-        checkout_id, checkout, by_name = journal.checkout_id, journal.checkout, journal.steps
+        checkout_id, checkout = journal.checkout_id, journal.checkout
         ctx = context_of(checkout)
-        order = [step.name for step in journal.loaded()[1]]
+        plan = parse_plan(checkout.step_order)
         if checkout.status == CheckoutStatus.pending:
             journal.later(Transition.of_checkout(status=CheckoutStatus.running))
         if checkout.error is None:
-            outcome = await self._forward(journal, ctx, order, by_name, checkout.deadline_at)
+            outcome = await self._forward(journal, ctx, plan, checkout.deadline_at)
             if outcome == FORWARD_PARKED:
                 return
             if outcome == FORWARD_DONE:
                 await journal.record(Transition.of_checkout(status=CheckoutStatus.completed))
                 self.telemetry.checkout_finished(checkout_id, CheckoutStatus.completed)
                 return
-        await self._compensate(journal, ctx, order, by_name)
+        await self._compensate(journal, ctx, plan)
         await journal.record(Transition.of_checkout(status=CheckoutStatus.failed))
         self.telemetry.checkout_finished(checkout_id, CheckoutStatus.failed)
 
     async def _forward(
+        self, journal: LeasedCheckout, ctx: SagaContext, plan: Plan, deadline_at: float | None
+    ) -> str:
+        """Run the groups not yet done, in turn: done, failed (its error recorded) or parked."""
+        for group in plan.groups:
+            rows = journal.steps
+            todo = [name for name in group if rows[name].status not in DONE_STEP_STATUSES]
+            if not todo:
+                continue
+            forward = _Group(unsettled=len(todo))
+            outcomes = await settle_all(
+                [
+                    self._forward_step(journal, ctx, plan, name, forward, deadline_at)
+                    for name in todo
+                ]
+            )
+            if forward.failing:
+                return FORWARD_FAILED
+            waits = [outcome for outcome in outcomes if outcome is not None]
+            if waits:
+                # Every step of the group has settled; the group resumes, at its unfinished steps,
+                # RESUME_DELAY_S later on whichever replica claims the checkout.
+                until = time.time() + self.resume_delay_s
+                await journal.park(until=until)
+                for name, attempts, detail in waits:
+                    self.telemetry.checkout_parked(
+                        journal.checkout_id, step=name, attempt=attempts, detail=detail, until=until
+                    )
+                return FORWARD_PARKED
+        return FORWARD_DONE
+
+    async def _forward_step(
         self,
         journal: LeasedCheckout,
         ctx: SagaContext,
-        order: list[str],
-        rows: dict[str, StepRecord],
+        plan: Plan,
+        name: str,
+        group: _Group,
         deadline_at: float | None,
-    ) -> str:
-        """Run the steps not yet done: done, failed (its error recorded) or parked."""
-        checkout_id = journal.checkout_id
-        for name in order:
-            row = rows[name]
-            if row.status in (StepStatus.succeeded, StepStatus.skipped):
-                continue
-            step = self.steps[name]
-            if not step.applies(ctx):
-                journal.later(
-                    Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
-                )
-                continue
-            retriable = step.kind is StepKind.RETRIABLE
-            try:
-                await self._attempt(
-                    journal, step, ctx, row, self.policy.forever() if retriable else self.policy
-                )
-            except CancelRequestedError:
-                await self._fail(
-                    journal, None, {"kind": "cancelled", "detail": "Cancelled by an operator."}
-                )
-                return FORWARD_FAILED
-            except StepTransientError as exc:
-                if deadline_at is None or time.time() < deadline_at:
-                    until = time.time() + self.resume_delay_s
-                    await journal.park(until=until)
-                    self.telemetry.checkout_parked(
-                        checkout_id, step=name, attempt=row.attempts, detail=exc.detail, until=until
+    ) -> _Wait | None:
+        """Take one step forward; None once it succeeded, was skipped or failed the checkout,
+        else why the checkout must wait (step, attempts, detail) before it is tried again."""
+        row, step = journal.steps[name], self.steps[name]
+        if not step.applies(ctx):
+            await self._settled(
+                journal,
+                group,
+                Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow()),
+            )
+            return None
+        to_completion = plan.runs_to_completion(name)
+        try:
+            await self._attempt(
+                journal,
+                step,
+                ctx,
+                row,
+                self.policy.forever() if to_completion else self.policy,
+                group,
+                past_pivot=to_completion,
+            )
+            return None
+        except _SiblingFailed:
+            return None
+        except CancelRequestedError:
+            await self._fail(
+                journal, group, None, {"kind": "cancelled", "detail": "Cancelled by an operator."}
+            )
+            return None
+        except StepTransientError as exc:
+            if deadline_at is None or time.time() < deadline_at:
+                group.unsettled -= 1
+                return name, row.attempts, exc.detail
+            await self._fail(
+                journal, group, row, {"step": name, "deadline_passed": True, **exc.as_json()}, exc
+            )
+            return None
+        except StepError as exc:
+            if plan.kind(name) is StepKind.RETRIABLE:
+                # Past the pivot nothing is undone: a refusal is kept on the step for an operator,
+                # and the step is tried again when the checkout resumes (or at /retry).
+                group.unsettled -= 1
+                await journal.record(
+                    Transition.of_step(
+                        name, error=json.dumps(exc.as_json()), http_status=exc.http_status
                     )
-                    return FORWARD_PARKED
-                await self._fail(
-                    journal, row, {"step": name, "deadline_passed": True, **exc.as_json()}, exc
                 )
-                return FORWARD_FAILED
-            except StepError as exc:
-                await self._fail(journal, row, {"step": name, **exc.as_json()}, exc)
-                return FORWARD_FAILED
-        return FORWARD_DONE
+                return name, row.attempts, exc.detail
+            await self._fail(journal, group, row, {"step": name, **exc.as_json()}, exc)
+            return None
+
+    async def _settled(
+        self, journal: LeasedCheckout, group: _Group, transition: Transition
+    ) -> None:
+        """Record a step's end: at once while others of its group still run (so readers see it
+        done), else kept for the next write, which comes before any further call."""
+        group.unsettled -= 1
+        if group.unsettled > 0:
+            await journal.record(transition)
+        else:
+            journal.later(transition)
 
     async def _fail(
         self,
         journal: LeasedCheckout,
+        group: _Group,
         row: StepRecord | None,
         failure: dict[str, Any],
         exc: StepError | None = None,
     ) -> None:
-        """Record why the checkout fails (and the failing step's state) in one transition."""
-        transition = Transition.of_checkout(error=json.dumps(failure))
+        """Record why the checkout fails (and the failing step's state) in one transition.
+
+        Only the group's first failure becomes the checkout's error; its other steps stop
+        retrying, and a later refusal among them is recorded on its step alone.
+        """
+        group.unsettled -= 1
+        transition = (
+            Transition() if group.failing else Transition.of_checkout(error=json.dumps(failure))
+        )
         if row is not None and exc is not None:
             transition = transition.then(
                 Transition.of_step(
@@ -180,8 +265,14 @@ class SagaRunner:
                     finished_at=utcnow(),
                 )
             )
-        await journal.record(transition)
-        self.telemetry.checkout_failing(journal.checkout_id, failure, row.attempts if row else None)
+        first = not group.failing
+        group.failing = True
+        if transition:
+            await journal.record(transition)
+        if first:
+            self.telemetry.checkout_failing(
+                journal.checkout_id, failure, row.attempts if row else None
+            )
 
     async def _attempt(
         self,
@@ -190,23 +281,33 @@ class SagaRunner:
         ctx: SagaContext,
         row: StepRecord,
         policy: RetryPolicy,
+        group: _Group,
+        *,
+        past_pivot: bool,
     ) -> None:
         """Call the step forward under ``policy``, journaling every attempt before and after it."""
         async for attempt in policy.attempts():
             with attempt:
+                if group.failing:
+                    # Another step of the group failed the checkout: no further attempt.
+                    group.unsettled -= 1
+                    raise _SiblingFailed
                 values: dict[str, Any] = {
                     "status": StepStatus.running,
                     "attempts": row.attempts + 1,
                 }
                 if row.started_at is None:
                     values["started_at"] = utcnow()
-                # Starting the first step that cannot be undone passes the pivot: from then on the
-                # checkout can no longer be cancelled. Checked against a pending cancel atomically.
-                pivot = {"past_pivot": True} if step.kind is StepKind.RETRIABLE else {}
+                # Starting a step that must run to completion passes the point of no return: from
+                # then on the checkout can no longer be cancelled. Checked against a pending cancel
+                # atomically.
+                pivot = {"past_pivot": True} if past_pivot else {}
                 await journal.record(Transition(pivot, {step.name: values}), unless_cancelled=True)
                 result = await self._call(journal, step, ctx, row, "call", step.execute)
                 # Committed with the next step's start (or the checkout's end), before any call.
-                journal.later(
+                await self._settled(
+                    journal,
+                    group,
                     Transition.of_step(
                         step.name,
                         status=StepStatus.succeeded,
@@ -214,7 +315,7 @@ class SagaRunner:
                         http_status=result[0],
                         error=None,
                         finished_at=utcnow(),
-                    )
+                    ),
                 )
                 return
 
@@ -247,27 +348,32 @@ class SagaRunner:
         self.crash.reach(f"{step.name}:after_{phase}")
         return outcome
 
-    async def _compensate(
-        self,
-        journal: LeasedCheckout,
-        ctx: SagaContext,
-        order: list[str],
-        rows: dict[str, StepRecord],
-    ) -> None:
-        """Undo completed steps, and steps that may have taken effect, in reverse order.
+    async def _compensate(self, journal: LeasedCheckout, ctx: SagaContext, plan: Plan) -> None:
+        """Undo completed steps, and steps that may have taken effect, group by group in reverse
+        order (the steps of one group at once).
 
         Steps never reached become ``skipped``; steps refused for good stay ``failed``.
         """
-        for name in reversed(order):
-            row, step = rows[name], self.steps[name]
-            if row.status == StepStatus.pending:
-                await journal.record(
-                    Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
-                )
-            elif row.status == StepStatus.succeeded:
-                await self._undo(journal, step, ctx, row, json.loads(row.result or "{}"))
-            elif row.status in (StepStatus.running, StepStatus.failed) and self._maybe_applied(row):
-                await self._undo(journal, step, ctx, row, None)
+        rows = journal.steps
+        for group in reversed(plan.groups):
+            never_reached = Transition()
+            undo: list[Awaitable[None]] = []
+            for name in group:
+                row, step = rows[name], self.steps[name]
+                if row.status == StepStatus.pending:
+                    never_reached = never_reached.then(
+                        Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
+                    )
+                elif row.status == StepStatus.succeeded:
+                    undo.append(self._undo(journal, step, ctx, row, json.loads(row.result or "{}")))
+                elif row.status in (StepStatus.running, StepStatus.failed) and self._maybe_applied(
+                    row
+                ):
+                    undo.append(self._undo(journal, step, ctx, row, None))
+            if never_reached:
+                await journal.record(never_reached)
+            if undo:
+                await settle_all(undo)
 
     async def _undo(
         self,

@@ -1,12 +1,11 @@
-"""The three saga steps, declared in one place with their kind, action and compensation.
+"""The three saga steps, declared in one place with their action and compensation.
 
-Kinds:
-- compensatable: its effect can be undone (warehouse reservation → released; rewards credit →
-  reversed). Transient failures are retried within the step's policy; a refusal or exhausted
-  retries fail the checkout, and completed compensatable steps are undone in reverse order.
-- retriable: the confirmation email cannot be taken back, so once reached it is retried until
-  it succeeds. If a later step fails (an order that puts the email first), its compensation is
-  a second message, ``order_cancelled``.
+What each step can be (refused for good? irrevocable?) and the kind its place in the plan gives
+it (compensatable, pivot, retriable) are in ``orchestrator.saga.plan``. The compensations:
+- warehouse: the reservation is released; rewards: the credit is reversed;
+- email: a confirmation cannot be taken back, so once reached it is retried until it succeeds.
+  If a later step fails (a plan that puts the email before the pivot), its compensation is a
+  second message, ``order_cancelled``.
 
 Compensatable steps are undone by *voiding the checkout* at the service, not by undoing one
 known reservation or credit: the service undoes whatever the checkout holds and refuses anything
@@ -17,16 +16,10 @@ the same way as one that succeeded, without reading first and guessing from what
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.clients import ServiceClients
-
-
-class StepKind(enum.Enum):
-    COMPENSATABLE = "compensatable"
-    RETRIABLE = "retriable"
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,6 @@ class SagaStep(Protocol):
     """One step of the checkout saga."""
 
     name: str
-    kind: StepKind
 
     def applies(self, ctx: SagaContext) -> bool:
         """Whether this checkout needs the step at all (else it is ``skipped``)."""
@@ -88,7 +80,6 @@ class SagaStep(Protocol):
 
 class WarehouseStep:
     name = "warehouse"
-    kind = StepKind.COMPENSATABLE
 
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
@@ -113,7 +104,6 @@ class WarehouseStep:
 
 class RewardsStep:
     name = "rewards"
-    kind = StepKind.COMPENSATABLE
 
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients
@@ -145,7 +135,6 @@ class RewardsStep:
 
 class EmailStep:
     name = "email"
-    kind = StepKind.RETRIABLE
 
     def __init__(self, clients: ServiceClients) -> None:
         self.clients = clients

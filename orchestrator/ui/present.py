@@ -107,6 +107,14 @@ def compensated_steps(checkout: CheckoutPublic) -> list[str]:
     return [s.name for s in checkout.steps if s.compensated_at is not None]
 
 
+# What each kind means, shown when the pointer rests on a step's kind.
+KIND_HINTS = {
+    "compensatable": "before the pivot: undone if the checkout fails",
+    "pivot": "the go/no-go step: once it succeeds, the checkout completes",
+    "retriable": "after the pivot: retried until it succeeds, never undone",
+}
+
+
 @dataclass(frozen=True)
 class Span:
     """A stretch of the time axis, in percent of its width."""

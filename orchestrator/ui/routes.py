@@ -47,6 +47,7 @@ def templates() -> jinja2.Environment:
         statuses=queries.STATUSES,
         asset_version=asset_version,
         poll_ms=POLL_MS,
+        KIND_HINTS=present.KIND_HINTS,
     )
     return env
 

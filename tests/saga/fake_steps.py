@@ -1,10 +1,10 @@
-"""The saga steps over the in-memory services, shaped like the real ones (kind, keys, results)."""
+"""The saga steps over the in-memory services, shaped like the real ones (keys, results)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.saga.steps import Compensation, Outcome, SagaContext, SagaStep, StepKind
+from orchestrator.saga.steps import Compensation, Outcome, SagaContext, SagaStep
 from tests.saga.fakes import FakeServices
 
 
@@ -12,7 +12,6 @@ class FakeWarehouseStep:
     """The warehouse step over the fakes: reserve, void the checkout to compensate."""
 
     name = "warehouse"
-    kind = StepKind.COMPENSATABLE
 
     def __init__(self, services: FakeServices) -> None:
         self.services = services
@@ -38,7 +37,6 @@ class FakeRewardsStep:
     """The rewards step over the fakes: credit members only, void the checkout to compensate."""
 
     name = "rewards"
-    kind = StepKind.COMPENSATABLE
 
     def __init__(self, services: FakeServices) -> None:
         self.services = services
@@ -68,7 +66,6 @@ class FakeEmailStep:
     """The email step over the fakes: confirm (retried forever), send the cancellation."""
 
     name = "email"
-    kind = StepKind.RETRIABLE
 
     def __init__(self, services: FakeServices) -> None:
         self.services = services
