@@ -34,9 +34,11 @@ async def settle_all(calls: Sequence[Awaitable[T]]) -> list[T]:
             task.cancel()
         if unfinished:
             await asyncio.wait(unfinished)
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    # Every task's exception is retrieved (asyncio would report a second one as never retrieved).
+    errors = [task.exception() for task in tasks if not task.cancelled()]
+    first = next((error for error in errors if error is not None), None)
+    if first is not None:
+        raise first
     return [task.result() for task in tasks]
 
 

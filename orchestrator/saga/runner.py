@@ -288,8 +288,11 @@ class SagaRunner:
         """Call the step forward under ``policy``, journaling every attempt before and after it."""
         async for attempt in policy.attempts():
             with attempt:
-                if group.failing:
-                    # Another step of the group failed the checkout: no further attempt.
+                if group.failing and (row.attempts == 0 or not past_pivot):
+                    # Another step of the group failed the checkout: no further attempt. Except
+                    # for a step that runs to completion once started (the email): an attempt of
+                    # it may still land (a request on its way), and only its success lets its
+                    # compensation (a cancellation) follow the confirmation, never precede it.
                     group.unsettled -= 1
                     raise _SiblingFailed
                 values: dict[str, Any] = {

@@ -58,8 +58,35 @@ SCENARIOS = {
     # Out of stock after the confirmation was sent: an order_cancelled follows it.
     "email:before_compensate": Scenario("email,warehouse,rewards", "sold_out", "failed"),
     "email:after_compensate": Scenario("email,warehouse,rewards", "sold_out", "failed"),
+    # Concurrent groups ("plan@point"): the crash kills the other step of the group mid-flight
+    # too, and the restart resumes each unfinished step of the group.
+    "warehouse,rewards+email@rewards:before_call": Scenario(
+        "warehouse,rewards+email", "ok", "completed"
+    ),
+    "warehouse,rewards+email@rewards:after_call": Scenario(
+        "warehouse,rewards+email", "ok", "completed"
+    ),
+    "warehouse,rewards+email@email:after_call": Scenario(
+        "warehouse,rewards+email", "ok", "completed"
+    ),
+    # Out of stock while the credit of the same group lands: the credit is reversed.
+    "rewards+warehouse,email@rewards:before_compensate": Scenario(
+        "rewards+warehouse,email", "sold_out", "failed"
+    ),
+    "rewards+warehouse,email@rewards:after_compensate": Scenario(
+        "rewards+warehouse,email", "sold_out", "failed"
+    ),
+    # The rewards step of the group is refused: the reservation beside it is released.
+    "warehouse+rewards,email@warehouse:after_compensate": Scenario(
+        "warehouse+rewards,email", "rewards_refuses", "failed"
+    ),
 }
-ON_POSTGRES = ("warehouse:after_call", "rewards:after_compensate")
+ON_POSTGRES = (
+    "warehouse:after_call",
+    "rewards:after_compensate",
+    "warehouse,rewards+email@rewards:after_call",
+    "rewards+warehouse,email@rewards:after_compensate",
+)
 
 
 def _suffix() -> str:
@@ -178,6 +205,7 @@ async def test_a_crash_at_any_saga_point_is_recovered_exactly_once(
 ) -> None:
     """Killed at a crash point, the orchestrator restarted on its database ends the checkout once."""
     scenario = SCENARIOS[point]
+    point = point.split("@")[-1]
     with anyio.fail_after(TEST_BOUND_S):
         first_knobs = {"CRASH_POINTS": point, "CHECKOUT_STEPS": scenario.steps, "LEASE_TTL_S": "1"}
         rig = rig_factory(**first_knobs)

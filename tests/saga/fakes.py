@@ -98,6 +98,8 @@ class FakeServices:
     voided: set[str] = field(default_factory=set)  # checkouts voided at rewards
     held: list[Callable[[], None]] = field(default_factory=list)  # requests still on their way
     calls: int = 0
+    in_flight: int = 0
+    most_at_once: int = 0  # the most calls in flight at one time (steps of a group overlap)
     operator_cancel: Callable[[], Awaitable[object]] | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -118,6 +120,22 @@ class FakeServices:
         return f"{prefix}-{next(self._ids)}"
 
     async def _mutate(
+        self,
+        service: str,
+        action: str,
+        *,
+        key: str,
+        effect: tuple[str, str],
+        apply: Callable[[], Outcome],
+    ) -> Outcome:
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            return await self._apply(service, action, key=key, effect=effect, apply=apply)
+        finally:
+            self.in_flight -= 1
+
+    async def _apply(
         self,
         service: str,
         action: str,
@@ -151,6 +169,8 @@ class FakeServices:
             raise StepTransientError(
                 f"{service} {action}: answer lost (injected)", http_status=None, ambiguous=True
             )
+        # The answer travels back: another step's call may be under way meanwhile.
+        await anyio.lowlevel.checkpoint()
         return copy.deepcopy(stored)
 
     def _arrive(self, service: str, key: str, apply: Callable[[], Outcome]) -> None:

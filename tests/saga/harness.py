@@ -28,6 +28,7 @@ from orchestrator.journal.journal import Journal, LeaseLostError
 from orchestrator.journal.records import CheckoutRecord, Loaded, Transition
 from orchestrator.models import OrchestratorTable
 from orchestrator.saga.crashpoints import CrashPoints
+from orchestrator.saga.plan import StepKind, parse_plan
 from orchestrator.saga.retry import RetryPolicy
 from orchestrator.saga.runner import SagaRunner
 from servicekit.db.database import Database
@@ -56,7 +57,7 @@ async def journal_database(path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -> CheckoutRecord:
+def new_checkout(*, member: bool, plan: str, deadline_at: float | None) -> CheckoutRecord:
     """A checkout row filled as ``orchestrator.api._new_checkout`` fills it: 2 x 19.99 USD."""
     customer: dict[str, Any] = {"id": "c-42", "email": "ada@example.com", "name": "Ada Lovelace"}
     customer["rewards_member"] = member
@@ -68,7 +69,7 @@ def new_checkout(*, member: bool, order: list[str], deadline_at: float | None) -
         currency="USD",
         total_cents=3998,
         points=39 if member else 0,
-        step_order=",".join(order),
+        step_order=plan,
         deadline_at=deadline_at,
     )
 
@@ -194,15 +195,19 @@ async def start(
     services: FakeServices,
     *,
     member: bool,
-    order: list[str],
+    order: list[str] | str,
     crash_points: CrashPoints | None = None,
     deadline_after_parks: int | None = None,
     cancel_at: int | None = None,
 ) -> Run:
-    """Record a new checkout (deadline in an hour), leased to replica-0 with token 1."""
+    """Record a new checkout (deadline in an hour), leased to replica-0 with token 1.
+
+    ``order``: the steps in sequence, or a plan as CHECKOUT_STEPS writes it (with groups).
+    """
+    plan = parse_plan(order if isinstance(order, str) else ",".join(order))
     journal = Journal(database, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
-    checkout = new_checkout(member=member, order=order, deadline_at=time.time() + 3600)
-    await journal.create(checkout, order)
+    checkout = new_checkout(member=member, plan=str(plan), deadline_at=time.time() + 3600)
+    await journal.create(checkout, plan.order)
     assert checkout.lease_token == 1
     return Run(
         database,
@@ -292,12 +297,21 @@ async def assert_saga_invariants(run: Run) -> None:
             "failed for a transient error before the deadline"
         )
     failed = failure["step"]
-    assert failed in ("warehouse", "rewards"), "the email is retried until it is sent"
-    position = order.index(failed)
-    assert len(confirmations) == (1 if order.index("email") < position else 0)
-    for name in order[:position]:
-        skipped = name == "rewards" and not member
-        assert by_name[name].status == ("skipped" if skipped else "compensated"), by_name[name]
+    plan = parse_plan(checkout.step_order)
+    assert plan.kind(failed) is not StepKind.RETRIABLE, "a step past the pivot failed the checkout"
+    assert not plan.runs_to_completion(failed), f"{failed} is retried until it succeeds"
+    group_of = {name: index for index, group in enumerate(plan.groups) for name in group}
+    failing_group = group_of[failed]
+    email_group = group_of["email"]
+    if email_group != failing_group:
+        assert len(confirmations) == (1 if email_group < failing_group else 0)
+    for name in order:
+        row = by_name[name]
+        if group_of[name] < failing_group:
+            skipped = name == "rewards" and not member
+            assert row.status == ("skipped" if skipped else "compensated"), row
+        elif group_of[name] > failing_group:
+            assert row.status == "skipped", row
+    # The failing step, and the others of its group (stopped, or settled then undone): checked
+    # above against what took effect at the services.
     assert by_name[failed].status in ("compensated", "failed"), by_name[failed]
-    for name in order[position + 1 :]:
-        assert by_name[name].status == "skipped", by_name[name]

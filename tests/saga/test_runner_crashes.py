@@ -247,7 +247,7 @@ async def test_a_live_lease_cannot_be_claimed_and_a_lost_one_fences_the_old_owne
     """No replica claims a live lease; once another took it, the old owner can neither write nor call."""
     services = FakeServices()
     old = Journal(database, owner="old", lease_ttl_s=30)
-    checkout = new_checkout(member=True, order=ORDER, deadline_at=None)
+    checkout = new_checkout(member=True, plan=",".join(ORDER), deadline_at=None)
     await old.create(checkout, ORDER)
     new = Journal(database, owner="new", lease_ttl_s=30)
     assert await new.claim(checkout.id) is None
@@ -290,7 +290,7 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
     """
     services = FakeServices()
     journal = Journal(database, owner="here", lease_ttl_s=30)
-    checkout = new_checkout(member=member, order=ORDER, deadline_at=None)
+    checkout = new_checkout(member=member, plan=",".join(ORDER), deadline_at=None)
     recorded = await journal.create(checkout, ORDER)
     reader = Journal(database, owner="reader", lease_ttl_s=30)
     seen: dict[str, dict[str, str]] = {}
