@@ -120,3 +120,26 @@ async def test_apps_in_one_process_keep_separate_registries(tmp_path: Any) -> No
         text = await scrape(client)
         assert metric(text, "http_requests_total", handler="/healthz") == count
         await client.aclose()
+
+
+async def test_steps_run_at_once_are_each_timed_and_the_checkout_counted_once(
+    database_url: Callable[[str], str],
+) -> None:
+    """`warehouse,rewards+email`: one finished checkout, one duration per step, one retry of email."""
+    async with faulty_suite(database_url, checkout_steps="warehouse,rewards+email") as (
+        suite,
+        faults,
+    ):
+        faults["email"].add("POST", "/emails", "status", status=503)
+        placed = await suite.orchestrator.post("/checkouts", json=checkout_body())
+        assert placed.json()["status"] == "completed"
+
+        text = await scrape(suite.orchestrator)
+    assert metric(text, "checkout_finished_total", status="completed") == 1
+    assert metric(text, "checkout_in_flight") == 0
+    duration = "step_duration_seconds_count"
+    for step in ("warehouse", "rewards", "email"):
+        assert metric(text, duration, step=step, outcome="succeeded") == 1
+    assert metric(text, duration, step="email", outcome="transient") == 1
+    assert metric(text, "step_retries_total", step="email") == 1
+    assert metric(text, "step_retries_total", step="rewards") is None

@@ -210,3 +210,36 @@ async def test_spans_still_queued_are_exported_when_the_app_stops(tmp_path: Any)
         assert exporter.get_finished_spans() == ()
     assert [s.name for s in exporter.get_finished_spans()] == ["GET /accounts/{customer_id}"]
     provider.shutdown()
+
+
+@pytest.mark.anyio
+async def test_steps_run_at_once_are_sibling_spans_that_overlap(
+    database_url: Callable[[str], str], spans: InMemorySpanExporter
+) -> None:
+    """`warehouse,rewards+email`: rewards' and email's spans share the checkout span and overlap."""
+    async with faulty_suite(database_url, checkout_steps="warehouse,rewards+email") as (
+        suite,
+        faults,
+    ):
+        faults["rewards"].add("POST", "/accounts/*/transactions", "delay", delay=0.2)
+        faults["email"].add("POST", "/emails", "delay", delay=0.2)
+        response = await suite.orchestrator.post("/checkouts", json=checkout_body())
+    assert response.json()["status"] == "completed"
+
+    trace = trace_of(spans, response.json()["id"])
+    checkout = only(trace, "checkout")
+    warehouse, rewards, email = (only(trace, f"step {name}") for name in STEP_NAMES)
+    for step in (warehouse, rewards, email):
+        assert step.parent is not None
+        assert step.parent.span_id == checkout.context.span_id
+    assert warehouse.end_time is not None
+    assert rewards.start_time is not None
+    assert email.start_time is not None
+    assert rewards.end_time is not None
+    assert email.end_time is not None
+    # Each after the reservation, both under way at once.
+    assert min(rewards.start_time, email.start_time) >= warehouse.end_time
+    assert max(rewards.start_time, email.start_time) < min(rewards.end_time, email.end_time)
+
+
+STEP_NAMES = ("warehouse", "rewards", "email")

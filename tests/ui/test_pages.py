@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
 
+from orchestrator.ui.present import KIND_HINTS
+from tests.faults import faulty_suite
 from tests.ui.conftest import FaultySuite
 from tests.ui.pages import Page, body
 
@@ -251,3 +254,41 @@ async def test_an_unknown_checkout_is_a_404_page(ui: FaultySuite, checkout_id: s
     assert f"No checkout has the id {checkout_id}." in missing.text
     assert missing.attrs("form", action="ui")
     assert fragment.status_code == 404
+
+
+async def test_steps_run_at_once_show_their_kinds_and_overlapping_bars(
+    database_url: Callable[[str], str],
+) -> None:
+    """`warehouse,rewards+email`: the page names each step's kind and group and draws the two
+    steps of the second group over the same stretch of time."""
+    async with faulty_suite(database_url, checkout_steps="warehouse,rewards+email") as (
+        suite,
+        faults,
+    ):
+        faults["rewards"].add("POST", "/accounts/*/transactions", "delay", delay=0.3)
+        faults["email"].add("POST", "/emails", "delay", delay=0.3)
+        checkout = (await suite.orchestrator.post("/checkouts", json=body("c-1"))).json()
+        assert checkout["status"] == "completed"
+        response = await suite.orchestrator.get(f"/ui/checkouts/{checkout['id']}")
+    detail = Page(response.text)
+
+    labels = [
+        (a["data-step"], a.get("title"))
+        for a in detail.attrs("div", class_="tl-row")
+        if "data-step" in a
+    ]
+    assert [name for name, _ in labels] == ["warehouse", "rewards", "email"]
+    kinds = list(detail.attrs("span", class_="kind muted"))
+    assert [k["title"] for k in kinds] == [
+        KIND_HINTS["pivot"],
+        KIND_HINTS["retriable"],
+        KIND_HINTS["retriable"],
+    ]
+    assert "pivot" in detail.text
+    assert "retriable" in detail.text
+    spans = {}
+    for bar in detail.attrs("div", class_="tl-bar"):
+        left, width = (float(v) for v in re.findall(r"([\d.]+)%", bar["style"]))
+        spans[bar["title"].split(":")[0]] = (left, left + width)
+    assert spans["rewards"][0] >= spans["warehouse"][1] - 0.5
+    assert max(spans["rewards"][0], spans["email"][0]) < min(spans["rewards"][1], spans["email"][1])

@@ -20,6 +20,8 @@ def step(name: str, status: str, **fields: Any) -> dict[str, Any]:
     return {
         "name": name,
         "status": status,
+        "kind": "compensatable",
+        "group": ("warehouse", "rewards", "email").index(name),
         "attempts": 1,
         "started_at": None,
         "finished_at": None,
