@@ -107,6 +107,17 @@ def parse(argv: list[str]) -> Options:
         action="store_true",
         help="run only those two tables (real services on SQLite, RabbitMQ for choreography)",
     )
+    plans = parser.add_mutually_exclusive_group()
+    plans.add_argument(
+        "--no-plans",
+        action="store_true",
+        help="skip steps in sequence vs at once (CHECKOUT_STEPS=warehouse,rewards+email)",
+    )
+    plans.add_argument(
+        "--plans-only",
+        action="store_true",
+        help="run only that table (stand-ins with 20 ms per call, and the real services)",
+    )
     parser.add_argument(
         "--broker-url",
         default=os.environ.get("BROKER_URL", DEFAULT_BROKER_URL),
@@ -143,6 +154,8 @@ def parse(argv: list[str]) -> Options:
         coordination=not args.no_coordination,
         coordination_only=args.coordination_only,
         broker_url=args.broker_url,
+        plans=not args.no_plans,
+        plans_only=args.plans_only,
     )
 
 

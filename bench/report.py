@@ -342,7 +342,9 @@ def render(
         "the checkouts completed. Ratios are to the fastest baseline of the same services (the highest "
         "throughput at the highest concurrency), at the same concurrency, measured in this run.",
         "",
-        table(results) if results else "No targets were run (`--coordination-only`).",
+        table(results)
+        if results
+        else "No targets were run (`--coordination-only`, `--plans-only`).",
         "",
     ]
     for name, reason in skipped:
@@ -376,6 +378,10 @@ def render(
         ]
     if "profile" in extras:
         out += ["### Profile", "", profile_text(extras["profile"], markdown=True), ""]
+    if "plans" in extras:
+        from bench.plans import report_markdown as plans_markdown
+
+        out += [plans_markdown(extras["plans"]), ""]
     if "coordination" in extras:
         from bench.coordination import report_markdown
 

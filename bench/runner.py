@@ -75,6 +75,9 @@ class Options:
     coordination: bool = True
     coordination_only: bool = False
     broker_url: str = DEFAULT_BROKER_URL
+    # Steps in sequence or at once (bench.plans); ``plans_only`` skips everything else.
+    plans: bool = True
+    plans_only: bool = False
 
 
 @dataclass
@@ -489,12 +492,19 @@ class Bench:
         self.extras["coordination"] = coordination.run(self)
         return coordination.failures(self.extras["coordination"])
 
+    def run_plans(self) -> int:
+        """Sequential and concurrent CHECKOUT_STEPS side by side (bench.plans); failures counted."""
+        from bench import plans
+
+        self.extras["plans"] = plans.run(self)
+        return plans.failures(self.extras["plans"])
+
     # --- the whole run ----------------------------------------------------------------------
 
     def run(self) -> int:
         machine = report.machine_facts()
         self.say(report.machine_line(machine))
-        only = self.options.coordination_only
+        only = self.options.coordination_only or self.options.plans_only
         if not only:
             self.start_standins()
         if self.options.real_services and not only:
@@ -503,8 +513,14 @@ class Bench:
             self.say(f"== {target.name} ({target.group})")
             self.run_target(target)
         coordination_failures = 0
-        if only or (self.options.coordination and not self.options.skip_targets):
-            coordination_failures = self.run_coordination()
+        if self.options.plans_only or (
+            self.options.plans and not self.options.skip_targets and not only
+        ):
+            coordination_failures += self.run_plans()
+        if self.options.coordination_only or (
+            self.options.coordination and not self.options.skip_targets and not only
+        ):
+            coordination_failures += self.run_coordination()
         if self.options.memory and not only:
             self.run_memory()
         if self.options.profile_s and not only:
@@ -516,6 +532,11 @@ class Bench:
             self.say(report.table(self.results, markdown=False))
             self.say("")
             self.say(report.targets_text(self.results))
+        if "plans" in self.extras:
+            from bench import plans
+
+            self.say("")
+            self.say(plans.report_text(self.extras["plans"]))
         if "coordination" in self.extras:
             from bench import coordination
 

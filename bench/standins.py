@@ -10,12 +10,16 @@ nothing more, so the orchestrator's own cost is what a benchmark measures:
   reversals)
 - ``GET /readyz``, ``GET /healthz`` → 200; any other ``GET`` → 200 ``{"items": []}``
 
+``STANDIN_DELAY_MS`` adds that latency to every ``POST`` (a service slower than free: what
+running steps at once saves is measured against it, ``bench.plans``).
+
 Bodies are accepted as they are (malformed JSON too). A repeated ``Idempotency-Key`` replays the
 first answer, like the real services, from a bounded in-memory table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -36,8 +40,9 @@ MAX_REMEMBERED_KEYS = 200_000
 class StandIns:
     """The three services' write endpoints in one process, answering from memory."""
 
-    def __init__(self, name: str = "standins") -> None:
+    def __init__(self, name: str = "standins", delay_s: float = 0.0) -> None:
         self.name = name
+        self.delay_s = delay_s
         self.counter = itertools.count(1)
         self.replays: OrderedDict[bytes, tuple[int, bytes]] = OrderedDict()
         self.requests = 0
@@ -63,6 +68,8 @@ class StandIns:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         self.requests += 1
+        if self.delay_s and scope["method"] == "POST":
+            await asyncio.sleep(self.delay_s)
         status, payload = self.answer(scope, body)
         await send(
             {
@@ -133,4 +140,5 @@ def _loads(body: bytes) -> dict[str, Any]:
 
 def create_app() -> StandIns:
     """The app for ``uvicorn --factory`` (``STANDIN_NAME`` names it in logs)."""
-    return StandIns(os.environ.get("STANDIN_NAME", "standins"))
+    delay_ms = float(os.environ.get("STANDIN_DELAY_MS", "0"))
+    return StandIns(os.environ.get("STANDIN_NAME", "standins"), delay_ms / 1000)

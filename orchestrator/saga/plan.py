@@ -81,15 +81,21 @@ class Plan:
         """Whether any group runs several steps at once."""
         return any(len(group) > 1 for group in self.groups)
 
+    @functools.cached_property
+    def kinds(self) -> dict[str, StepKind]:
+        """Every step's kind, from where it stands relative to the pivot."""
+        order, pivot = self.order, self.pivot
+        at = order.index(pivot)
+        return {
+            name: StepKind.PIVOT
+            if name == pivot
+            else (StepKind.COMPENSATABLE if index < at else StepKind.RETRIABLE)
+            for index, name in enumerate(order)
+        }
+
     def kind(self, name: str) -> StepKind:
-        """The step's kind, from where it stands relative to the pivot."""
-        pivot = self.pivot
-        if name == pivot:
-            return StepKind.PIVOT
-        order = self.order
-        return (
-            StepKind.COMPENSATABLE if order.index(name) < order.index(pivot) else StepKind.RETRIABLE
-        )
+        """The step's kind."""
+        return self.kinds[name]
 
     def runs_to_completion(self, name: str) -> bool:
         """Whether the step, once started, is retried until it succeeds (no cancel after it starts)."""

@@ -31,14 +31,20 @@ TEST_BOUND_S = 330
 @pytest.mark.parametrize(
     "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
+# In sequence, and with rewards and email at once (the killed replica leaves groups half done).
+@pytest.mark.parametrize("steps", ["warehouse,rewards,email", "warehouse,rewards+email"])
 async def test_a_replica_killed_under_load_is_taken_over_by_the_other(
-    harness: Harness, database_url: Callable[[str], str]
+    harness: Harness, database_url: Callable[[str], str], steps: str
 ) -> None:
     """500 checkouts over two replicas, one killed halfway: all end terminal, each effect once."""
     with anyio.fail_after(TEST_BOUND_S):
         services = harness.services({name: database_url(name) for name in SERVICES})
         journal = database_url("orchestrator")
-        knobs = {"LEASE_TTL_S": str(LEASE_TTL_S), "RECOVERY_INTERVAL_S": "0.5"}
+        knobs = {
+            "LEASE_TTL_S": str(LEASE_TTL_S),
+            "RECOVERY_INTERVAL_S": "0.5",
+            "CHECKOUT_STEPS": steps,
+        }
         replicas = {
             name: harness.orchestrator(journal, services, name=f"replica-{name}", **knobs)
             for name in ("a", "b")

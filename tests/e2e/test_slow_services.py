@@ -7,6 +7,7 @@ while the orchestrator gives up after 2 s (the smallest STEP_TIMEOUT_S), then fo
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,51 @@ async def test_a_reservation_landing_after_the_checkout_failed_is_not_left_behin
         listed = await warehouse.get("/reservations", params={"checkout_id": checkout["id"]})
         assert [r["status"] for r in listed.json()["items"]] == ["voided"]
         assert (await warehouse.get("/inventory/SKU-001")).json()["reserved"] == 0
+
+
+async def test_with_1_s_in_front_of_rewards_and_email_a_concurrent_plan_takes_one_second(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Real processes, `warehouse,rewards+email`, proxies adding 1 s to rewards and to email: a
+    member's checkout completes well under 2 s, the two steps overlapping."""
+    with anyio.fail_after(TEST_BOUND_S):
+        services = harness.services({s: f"sqlite:///{tmp_path / s}.db" for s in SERVICES})
+        proxies = {
+            name: harness.process(
+                "proxy",
+                name=f"proxy-{name}",
+                PROXY_UPSTREAM=services[name].url,
+                PROXY_DELAY_S="1",
+                PROXY_DELAY=rule,
+            )
+            for name, rule in (
+                ("rewards", "POST /accounts/*/transactions"),
+                ("email", "POST /emails"),
+            )
+        }
+        orchestrator = harness.orchestrator(
+            f"sqlite:///{tmp_path / 'orchestrator'}.db",
+            services | {name: proxy.url for name, proxy in proxies.items()},
+            CHECKOUT_STEPS="warehouse,rewards+email",
+        )
+        await harness.start_all(orchestrator, *proxies.values(), *services.values())
+        api, warehouse, rewards, email = (
+            harness.client(p) for p in (orchestrator, *services.values())
+        )
+        assert (await warehouse.put("/inventory/SKU-001", json={"on_hand": 10})).status_code == 201
+
+        started = anyio.current_time()
+        response = await api.post("/checkouts", json=checkout_body())
+        took = anyio.current_time() - started
+
+        assert response.status_code == 201, response.text
+        checkout = response.json()
+        assert checkout["status"] == "completed"
+        assert 1.0 <= took < 1.7, took
+        credit, confirmation = step(checkout, "rewards"), step(checkout, "email")
+        at = datetime.fromisoformat
+        assert max(at(credit["started_at"]), at(confirmation["started_at"])) < min(
+            at(credit["finished_at"]), at(confirmation["finished_at"])
+        )
+        assert await check_invariants(api, warehouse, rewards, email) == []
+        assert (await rewards.get("/accounts/c-42")).json()["balance"] == 39
