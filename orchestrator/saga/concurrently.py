@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 async def settle_all(calls: Sequence[Awaitable[T]]) -> list[T]:
     """The results of ``calls``, run concurrently, in their order."""
+    if not calls:
+        return []
     if len(calls) == 1:
         return [await calls[0]]
     loop = asyncio.get_running_loop()
