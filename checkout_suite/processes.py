@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -214,8 +215,8 @@ def run_suite(
 ) -> int:
     """Run the four services until a signal or a failure; the exit code of ``up``.
 
-    0: stopped on a signal; 1: a child failed (the others are stopped); 2: ports collide, or
-    choreography was asked for and no broker answers.
+    0: stopped on a signal; 1: a child failed (the others are stopped); 2: ports collide, a
+    setting is invalid (``CHECKOUT_STEPS``…), or choreography was asked for and no broker answers.
     """
     if len(set(ports.values())) != len(ports):
         console.print(f"[red]Each service needs a port of its own; got {ports}[/]")
@@ -235,6 +236,19 @@ def run_suite(
     latch = SignalLatch()
     latch.install()
     code = 0
+    invalid = [
+        line
+        for name in ports
+        for line in settings_errors(
+            name,
+            SERVICES[name],
+            _child_env(name, host, ports[name], data_dir, urls, suite_credentials, mode),
+        )
+    ]
+    if invalid:
+        for line in invalid:
+            console.print(f"[bold red]✗ {escape(line)}[/]")
+        return 2
     try:
         for name, port in ports.items():
             _check_port_free(name, host, port)
@@ -284,13 +298,30 @@ def serve(name: str, *, host: str, port: int | None) -> None:
 
 def refuse_invalid_settings(name: str, service: Service) -> None:
     """Exit with code 2 and one line per invalid setting, rather than a traceback from the app."""
+    errors = settings_errors(name, service, os.environ)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        raise SystemExit(2)
+
+
+def settings_errors(name: str, service: Service, env: Mapping[str, str]) -> list[str]:
+    """One line per invalid setting the service would read from ``env`` (none: it can start)."""
     from pydantic import ValidationError
 
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
     try:
         service.default_database_url()  # reads, and so validates, the service's settings
     except ValidationError as exc:
+        lines = []
         for error in exc.errors():
             setting = "_".join(str(part) for part in error["loc"]).upper() or "settings"
             message = str(error["msg"]).removeprefix("Value error, ")
-            print(f"{name}: invalid {setting}: {message}", file=sys.stderr)
-        raise SystemExit(2) from None
+            lines.append(f"{name}: invalid {setting}: {message}")
+        return lines
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return []

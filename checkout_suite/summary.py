@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,8 +67,16 @@ def print_summary(
         + (
             " (the services react to each other's events through RabbitMQ; nobody conducts)"
             if coordination == "choreography"
-            else " (the orchestrator calls the services in turn)"
+            else " (the orchestrator calls the services)"
         ),
+        markup=False,
+        highlight=False,
+    )
+    # The orchestrator validated it at start; "," runs groups in turn, "+" steps at once.
+    steps = os.environ.get("CHECKOUT_STEPS", "warehouse,rewards,email").replace(" ", "")
+    console.print(
+        f"Steps (CHECKOUT_STEPS): {' → '.join(group.replace('+', ' + ') for group in steps.split(','))}"
+        + (" ('+': at once)" if "+" in steps else ""),
         markup=False,
         highlight=False,
     )

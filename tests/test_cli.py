@@ -313,3 +313,19 @@ def test_demo_on_a_running_suite_prints_each_checkout(tmp_path: Path) -> None:
     assert "failed" in rows["Alan Turing"]
     assert "rewards:skipped" in result.stdout
     assert code == 0, suite.output
+
+
+def test_up_with_a_plan_breaking_a_rule_names_it_and_starts_nothing(tmp_path: Path) -> None:
+    """`up` with CHECKOUT_STEPS putting the warehouse after the pivot exits 2 at once with the
+    rule in one line, and starts no service (no database file appears)."""
+    result = runner.invoke(
+        app,
+        ["up", "--data-dir", str(tmp_path)],
+        env={"COLUMNS": "300", "CHECKOUT_STEPS": "rewards,warehouse+email"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "orchestrator: invalid CHECKOUT_STEPS" in result.output
+    assert "puts warehouse after the pivot (rewards)" in result.output
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    assert os.environ.get("CHECKOUT_STEPS") != "rewards,warehouse+email", "the env is restored"

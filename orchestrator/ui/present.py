@@ -96,6 +96,15 @@ def reason(checkout: CheckoutPublic, *, brief: bool = False) -> str:
     return ""
 
 
+def plan_text(checkout: CheckoutPublic) -> str:
+    """The checkout's groups of steps in words: ``warehouse → rewards + email (at once)``."""
+    groups: dict[int, list[str]] = {}
+    for step in checkout.steps:
+        groups.setdefault(step.group, []).append(step.name)
+    text = " → ".join(" + ".join(names) for _, names in sorted(groups.items()))
+    return text + (" ('+': at once)" if any(len(names) > 1 for names in groups.values()) else "")
+
+
 def parked(checkout: CheckoutPublic, now: datetime) -> bool:
     """Whether the checkout sleeps until a later attempt (nobody is calling a service for it)."""
     waiting = checkout.waiting

@@ -48,6 +48,7 @@ def templates() -> jinja2.Environment:
         asset_version=asset_version,
         poll_ms=POLL_MS,
         KIND_HINTS=present.KIND_HINTS,
+        plan_text=present.plan_text,
     )
     return env
 

@@ -286,6 +286,7 @@ async def test_steps_run_at_once_show_their_kinds_and_overlapping_bars(
     ]
     assert "pivot" in detail.text
     assert "retriable" in detail.text
+    assert "warehouse → rewards + email ('+': at once)" in detail.text
     spans = {}
     for bar in detail.attrs("div", class_="tl-bar"):
         left, width = (float(v) for v in re.findall(r"([\d.]+)%", bar["style"]))
