@@ -309,9 +309,9 @@ def settings_errors(name: str, service: Service, env: Mapping[str, str]) -> list
     """One line per invalid setting the service would read from ``env`` (none: it can start)."""
     from pydantic import ValidationError
 
-    saved = dict(os.environ)
+    wanted, saved = dict(env), dict(os.environ)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(wanted)
     try:
         service.default_database_url()  # reads, and so validates, the service's settings
     except ValidationError as exc:
