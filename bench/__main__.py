@@ -93,6 +93,13 @@ def parse(argv: list[str]) -> Options:
         "--orchestrator-workers", type=int, default=1, help="uvicorn --workers for the orchestrator"
     )
     parser.add_argument(
+        "--orchestrator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of every orchestrator target (repeatable), e.g. RATE_LIMIT= or LOG_LEVEL=debug",
+    )
+    parser.add_argument(
         "--skip-targets", action="store_true", help="only the --memory / --profile runs"
     )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and databases")
@@ -154,6 +161,10 @@ def parse(argv: list[str]) -> Options:
         coordination=not args.no_coordination,
         coordination_only=args.coordination_only,
         broker_url=args.broker_url,
+        orchestrator_env={
+            name: value
+            for name, _, value in (item.partition("=") for item in args.orchestrator_env)
+        },
         plans=not args.no_plans,
         plans_only=args.plans_only,
     )

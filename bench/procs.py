@@ -16,6 +16,9 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tree whose services the spawned processes run: this one, or another checkout of the
+# project for an A/B in one run (``BENCH_CODE=/path/to/other/tree python -m bench …``).
+CODE = Path(os.environ.get("BENCH_CODE") or ROOT).resolve()
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 # The same server options for every target.
@@ -60,6 +63,10 @@ _SETTING_NAMES = {
     "SERVICE_TOKEN",
     "RATE_LIMIT",
     "RATE_LIMIT_STORAGE_URL",
+    "LOG_LEVEL",
+    "ACCESS_LOG",
+    "COORDINATION",
+    "BENCH_CODE",
 }
 
 _live: dict[int, subprocess.Popen[bytes]] = {}
@@ -75,7 +82,7 @@ def free_port() -> int:
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in _SETTING_NAMES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CODE), str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env | (extra or {})
 
@@ -121,6 +128,9 @@ class Server:
     port: int = field(default_factory=free_port)
     popen: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Run as a user would, ``checkout-suite serve NAME`` with its defaults (log level, access
+    # log), instead of uvicorn with the bench's options; ``app`` is then the service's name.
+    serve: bool = False
 
     @property
     def url(self) -> str:
@@ -136,11 +146,16 @@ class Server:
         return self.popen.pid
 
     def start(self) -> Server:
-        command = [sys.executable, "-m", "uvicorn", self.app, "--factory", "--port", str(self.port)]
+        if self.serve:
+            cli = str(Path(sys.executable).with_name("checkout-suite"))
+            command = [cli, "serve", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
+        else:
+            command = [sys.executable, "-m", "uvicorn", self.app, "--factory"]
+            command += ["--port", str(self.port), *UVICORN_OPTIONS]
         with self.log.open("ab") as output:
             self.popen = _track(
                 subprocess.Popen(
-                    [*command, *UVICORN_OPTIONS, *self.extra_args],
+                    [*command, *self.extra_args],
                     cwd=self.workdir,
                     env=base_env(self.env),
                     stdin=subprocess.DEVNULL,

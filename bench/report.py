@@ -320,11 +320,14 @@ def render(
         f"{machine['cpu_model']}, {machine['memory_gb']} GiB, Linux {machine['kernel']}; "
         f"load average {machine['load_average_start']} at the start, {machine.get('load_average_end', '?')} at the end.",
         f"- **Python** {machine['python']}, SQLite {machine['sqlite']}; {packages}.",
-        "- **Servers**: every target and service is `python -m uvicorn APP --factory` with "
-        "`--loop uvloop --http httptools --log-level warning --no-access-log --timeout-keep-alive 30`, "
-        "one process each, on 127.0.0.1. Load from `python -m bench.load` (aiohttp) in its own process. "
-        + "The orchestrator runs with its defaults except bearer auth on (`API_KEYS`, `SERVICE_TOKEN` set) "
-        "and the per-client rate limit off (`RATE_LIMIT=`): all load comes from one client. "
+        "- **Servers**: `orchestrator-sqlite` and `orchestrator-postgres` are the orchestrator as "
+        "the README starts it, `checkout-suite serve orchestrator`, with every default as shipped "
+        "(log level `info`, access log off, metrics on, rate limit `2000/second`), bearer auth on "
+        "(`API_KEYS`, `SERVICE_TOKEN` set). The `… tuned` rows, the baselines and the stand-ins are "
+        "`python -m uvicorn APP --factory` with "
+        "`--loop uvloop --http httptools --log-level warning --no-access-log --timeout-keep-alive 30` "
+        "(and, for the tuned rows, `RATE_LIMIT=` off). One process each, on 127.0.0.1. Load from "
+        "`python -m bench.load` (aiohttp) in its own process, one client (one API key). "
         + (
             "Each checkout sends a fresh `Idempotency-Key`."
             if options.idempotency_keys

@@ -29,11 +29,13 @@ REAL_APPS = {
     "email": "email_service.main:create_app",
 }
 SERVICES = ("warehouse", "rewards", "email")
-# Production-like: clients and the orchestrator present bearer keys (the stand-ins ignore them),
-# and the per-client rate limit is off, since every checkout of a bench comes from one client.
+# Production-like: clients and the orchestrator present bearer keys (the stand-ins ignore them);
+# everything else as shipped (rate limit, metrics). The tuned rows change what TUNED names.
 API_KEY = "bench-api-key"
 SERVICE_TOKEN = "bench-service-token"
-ORCHESTRATOR_ENV = {"API_KEYS": API_KEY, "SERVICE_TOKEN": SERVICE_TOKEN, "RATE_LIMIT": ""}
+ORCHESTRATOR_ENV = {"API_KEYS": API_KEY, "SERVICE_TOKEN": SERVICE_TOKEN}
+TUNED_ENV = {"RATE_LIMIT": ""}
+TUNED = "tuned: uvicorn --log-level warning --no-access-log, RATE_LIMIT off"
 STANDINS, REAL = "stand-ins", "real services"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -75,6 +77,8 @@ class Options:
     coordination: bool = True
     coordination_only: bool = False
     broker_url: str = DEFAULT_BROKER_URL
+    # Extra settings of the orchestrator targets (``--orchestrator-env NAME=VALUE``), for A/Bs.
+    orchestrator_env: dict[str, str] = field(default_factory=dict)
     # Steps in sequence or at once (bench.plans); ``plans_only`` skips everything else.
     plans: bool = True
     plans_only: bool = False
@@ -89,6 +93,10 @@ class Target:
     database: str = "-"
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[Target], str | None] | None = None  # returns a reason to skip, or None
+    # The orchestrator as a user starts it (``checkout-suite serve orchestrator``, its defaults);
+    # else uvicorn with the bench's options (``bench.procs.UVICORN_OPTIONS``).
+    serve: bool = False
+    tuning: str = ""  # what a tuned row changes from the defaults
 
 
 @dataclass
@@ -157,26 +165,10 @@ class Bench:
                     "baseline",
                     group,
                 ),
-                Target(
-                    f"orchestrator-sqlite{suffix}",
-                    ORCHESTRATOR_APP,
-                    "durable",
-                    group,
-                    "SQLite",
-                    prepare=self._fresh_sqlite,
-                ),
+                *self._orchestrator_targets(f"orchestrator-sqlite{suffix}", group, "SQLite"),
             ]
             if group == STANDINS and self.options.postgres:
-                found.append(
-                    Target(
-                        "orchestrator-postgres",
-                        ORCHESTRATOR_APP,
-                        "durable",
-                        group,
-                        "PostgreSQL",
-                        prepare=self._fresh_postgres,
-                    )
-                )
+                found += self._orchestrator_targets("orchestrator-postgres", group, "PostgreSQL")
             if group == STANDINS and self.options.prefill:
                 found.append(
                     Target(
@@ -192,6 +184,23 @@ class Bench:
             wanted = set(self.options.targets)
             found = [t for t in found if t.name.split(" ")[0] in wanted or t.name in wanted]
         return found
+
+    def _orchestrator_targets(self, name: str, group: str, database: str) -> list[Target]:
+        """The orchestrator with the defaults of ``checkout-suite serve``, and the tuned row."""
+        prepare = self._fresh_sqlite if database == "SQLite" else self._fresh_postgres
+        return [
+            Target(name, "orchestrator", "durable", group, database, prepare=prepare, serve=True),
+            Target(
+                f"{name} tuned",
+                ORCHESTRATOR_APP,
+                "durable",
+                group,
+                database,
+                env=dict(TUNED_ENV),
+                prepare=prepare,
+                tuning=TUNED,
+            ),
+        ]
 
     def _fresh_sqlite(self, target: Target) -> str | None:
         path = self.workdir / f"{target.name.replace(' ', '_').replace('+', '')}.db"
@@ -268,9 +277,10 @@ class Bench:
             os.fsync(handle.fileno())
 
     def _env_of(self, target: Target) -> dict[str, str]:
-        durable = target.app == ORCHESTRATOR_APP
+        durable = target.kind == "durable"
         auth = ORCHESTRATOR_ENV if durable else {"SERVICE_TOKEN": SERVICE_TOKEN}
-        return self.service_env(target.group) | auth | target.env
+        extra = self.options.orchestrator_env if durable else {}
+        return self.service_env(target.group) | auth | target.env | extra
 
     # --- measuring --------------------------------------------------------------------------
 
@@ -355,8 +365,9 @@ class Bench:
             target.app,
             self._env_of(target),
             self.workdir,
+            serve=target.serve,
         )
-        if target.app == ORCHESTRATOR_APP and self.options.orchestrator_workers > 1:
+        if target.kind == "durable" and self.options.orchestrator_workers > 1:
             server.extra_args = ["--workers", str(self.options.orchestrator_workers)]
         server.start()
         try:
@@ -375,6 +386,7 @@ class Bench:
                     "kind": target.kind,
                     "group": target.group,
                     "database": target.database,
+                    "tuning": target.tuning,
                     "rss_mb": server.rss_bytes() / 2**20,
                 }
                 self.results.append(result)

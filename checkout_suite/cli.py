@@ -61,7 +61,17 @@ def up(
     grace_period: Annotated[
         float, typer.Option(help="Seconds to let the services stop before killing them.")
     ] = 10.0,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level of the services.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(envvar="LOG_LEVEL", help="Log level of the services.")
+    ] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            envvar="ACCESS_LOG",
+            help="One log line per HTTP request (uvicorn's access log). Off by default: each "
+            "checkout already logs one line as it ends, and errors are logged where they happen.",
+        ),
+    ] = False,
     coordination: Annotated[
         Coordination,
         typer.Option(
@@ -88,6 +98,7 @@ def up(
         ready_timeout=ready_timeout,
         grace_period=grace_period,
         log_level=log_level,
+        access_log=access_log,
         coordination=coordination.value,
         broker_url=broker_url,
     )
@@ -102,9 +113,33 @@ def serve(
         int | None,
         typer.Option(envvar="PORT", help="Port (default: the service's own, 8000–8003)."),
     ] = None,
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL", help="Log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes on one port (uvicorn --workers); each orchestrator worker is a "
+            "replica of its own (its own lease owner) on the same database.",
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            envvar="ACCESS_LOG",
+            help="One log line per HTTP request (uvicorn's access log). Off by default: each "
+            "checkout already logs one line as it ends, and errors are logged where they happen.",
+        ),
+    ] = False,
 ) -> None:
     """Run one service in the foreground (no demo data); settings come from the environment."""
-    serve_service(name.value, host=host, port=port)
+    serve_service(
+        name.value,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        workers=workers,
+    )
 
 
 @app.command()

@@ -139,10 +139,11 @@ def broker_missing(url: str) -> str | None:
 
 
 def _spawn(
-    name: str, host: str, port: int, env: dict[str, str], log_level: str
+    name: str, host: str, port: int, env: dict[str, str], log_level: str, access_log: bool
 ) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "uvicorn", SERVICES[name].app, "--factory"]
-    command += ["--host", host, "--port", str(port), "--log-level", log_level]
+    command += ["--host", host, "--port", str(port), "--log-level", log_level.lower()]
+    command += ["--access-log" if access_log else "--no-access-log"]
     # A process group of its own: a terminal's Ctrl-C reaches only `up`, which then stops the
     # children in order (orchestrator first) instead of all four racing to exit at once.
     return subprocess.Popen(command, env=env, process_group=0, preexec_fn=_die_with_parent)
@@ -210,6 +211,7 @@ def run_suite(
     ready_timeout: float,
     grace_period: float,
     log_level: str,
+    access_log: bool = False,
     coordination: str = "orchestration",
     broker_url: str = DEFAULT_BROKER_URL,
 ) -> int:
@@ -258,7 +260,7 @@ def run_suite(
             started = []
             for name in phase:
                 env = _child_env(name, host, ports[name], data_dir, urls, suite_credentials, mode)
-                process = _spawn(name, host, ports[name], env, log_level)
+                process = _spawn(name, host, ports[name], env, log_level, access_log)
                 started.append(Child(name, urls[name], process))
             children += started
             _wait_ready(started, latch, ready_timeout)
@@ -284,7 +286,15 @@ def run_suite(
     return code
 
 
-def serve(name: str, *, host: str, port: int | None) -> None:
+def serve(
+    name: str,
+    *,
+    host: str,
+    port: int | None,
+    log_level: str = "info",
+    access_log: bool = False,
+    workers: int = 1,
+) -> None:
     """Run one service in the foreground with uvicorn until it stops."""
     import uvicorn
 
@@ -293,7 +303,15 @@ def serve(name: str, *, host: str, port: int | None) -> None:
     # The service's own Settings read HOST/PORT too; keep them in line with where it listens.
     os.environ["HOST"], os.environ["PORT"] = host, str(port)
     refuse_invalid_settings(name, service)
-    uvicorn.run(service.app, factory=True, host=host, port=port)
+    uvicorn.run(
+        service.app,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=access_log,
+        workers=workers,
+    )
 
 
 def refuse_invalid_settings(name: str, service: Service) -> None:

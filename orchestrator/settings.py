@@ -30,8 +30,11 @@ class Settings(CoordinationSettings):
     api_keys: SecretStr | None = None
     # Sent to the services as a bearer token (a comma-separated list: the first is sent, for rotation).
     service_token: SecretStr | None = None
-    # Per client (API key, or address when open) on POST /checkouts; "" turns it off.
-    rate_limit: str = "100/second"
+    # Per client (API key, or address when open) on POST /checkouts; "" turns it off. The default
+    # is about three times what one replica serves at best (~650 checkouts/s, BENCHMARKS.md), so
+    # a shop's front end, one client, is never capped by one replica, while a runaway client's
+    # flood past it is answered with cheap 429s instead of queueing journal writes.
+    rate_limit: str = "2000/second"
     rate_limit_storage_url: str = "memory://"
     # Per HTTP call: connecting (with any wait for a pooled connection), then each wait for the
     # answer's bytes; values below 2 s are raised to 2 s.

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 from orchestrator.journal.journal import Journal
 from orchestrator.journal.lease import LeasedCheckout
-from orchestrator.journal.records import CheckoutRecord, Loaded, Transition
+from orchestrator.journal.records import CheckoutRecord, Loaded, StepRecord, Transition
 from orchestrator.saga.calls import StepCalls
 from orchestrator.saga.compensation import Compensator
 from orchestrator.saga.crashpoints import CrashPoints
@@ -96,8 +97,17 @@ class SagaRunner:
                 return
             if outcome == FORWARD_DONE:
                 await journal.record(Transition.of_checkout(status=CheckoutStatus.completed))
-                self.telemetry.checkout_finished(checkout_id, CheckoutStatus.completed)
+                self.telemetry.checkout_finished(
+                    checkout_id, CheckoutStatus.completed, *self._summary(journal)
+                )
                 return
         await self.compensator.run(journal, ctx, plan)
         await journal.record(Transition.of_checkout(status=CheckoutStatus.failed))
-        self.telemetry.checkout_finished(checkout_id, CheckoutStatus.failed)
+        self.telemetry.checkout_finished(
+            checkout_id, CheckoutStatus.failed, *self._summary(journal)
+        )
+
+    @staticmethod
+    def _summary(journal: LeasedCheckout) -> tuple[list[StepRecord], datetime]:
+        """What the checkout's last log line names: its steps, and when it was placed."""
+        return journal.loaded()[1], journal.checkout.created_at
