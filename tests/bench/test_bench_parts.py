@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.experiments import hot_path, saga_cost
+from bench.experiments import hot_path, log_line, saga_cost
 from bench.load import percentile
 from bench.profile_summary import summarize
 from bench.report import BEGIN, END, target_checks, write
@@ -128,3 +129,12 @@ def test_the_saga_cost_experiment_runs(capsys: pytest.CaptureFixture[str]) -> No
     assert lines[0].endswith(" µs CPU per checkout (saga and journal)")
     kinds = {line.split()[0] for line in lines[1:]}
     assert {"COMMIT", "UPDATE", "INSERT"} <= kinds
+
+
+def test_the_log_line_experiment_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.experiments.log_line`` (tiny N): both formatters render, each timed."""
+    log_line.main(["--n", "50"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert re.fullmatch(r"JSON line: [\d.]+ µs now \(.*\), [\d.]+ µs before", line), line
