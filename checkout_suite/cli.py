@@ -36,6 +36,16 @@ class Coordination(StrEnum):
     choreography = "choreography"
 
 
+# The same option on `up` and `serve`.
+AccessLog = Annotated[
+    bool,
+    typer.Option(
+        envvar="ACCESS_LOG",
+        help="One log line per HTTP request (uvicorn's access log). Off by default: each "
+        "checkout already logs one line as it ends, and errors are logged where they happen.",
+    ),
+]
+
 app = typer.Typer(
     name="checkout-suite",
     help="Run and try the checkout suite: an orchestrator plus warehouse, rewards and email services.",
@@ -64,14 +74,7 @@ def up(
     log_level: Annotated[
         str, typer.Option(envvar="LOG_LEVEL", help="Log level of the services.")
     ] = "info",
-    access_log: Annotated[
-        bool,
-        typer.Option(
-            envvar="ACCESS_LOG",
-            help="One log line per HTTP request (uvicorn's access log). Off by default: each "
-            "checkout already logs one line as it ends, and errors are logged where they happen.",
-        ),
-    ] = False,
+    access_log: AccessLog = False,
     coordination: Annotated[
         Coordination,
         typer.Option(
@@ -122,14 +125,7 @@ def serve(
             "replica of its own (its own lease owner) on the same database.",
         ),
     ] = 1,
-    access_log: Annotated[
-        bool,
-        typer.Option(
-            envvar="ACCESS_LOG",
-            help="One log line per HTTP request (uvicorn's access log). Off by default: each "
-            "checkout already logs one line as it ends, and errors are logged where they happen.",
-        ),
-    ] = False,
+    access_log: AccessLog = False,
 ) -> None:
     """Run one service in the foreground (no demo data); settings come from the environment."""
     serve_service(

@@ -8,15 +8,12 @@ every checkout and the report holds the table.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_bench
+
 # The orchestrator as `checkout-suite serve` starts it (its defaults), and the tuned row.
 TARGETS = (
     "baseline-httpx",
@@ -29,34 +26,9 @@ TIMEOUT_S = 240
 
 
 def run_quick_bench(output: Path, raw: Path) -> tuple[int, str]:
-    """Run the quick bench in its own process group; on a hang, kill that group (its servers too)."""
-    bench = subprocess.Popen(
-        # Plans and coordination have tests of their own (test_plans_bench, test_coordination_bench).
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--no-plans",
-            "--no-coordination",
-            "--output",
-            str(output),
-            "--json",
-            str(raw),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = bench.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(bench.pid, signal.SIGKILL)
-        out, _ = bench.communicate()
-        pytest.fail(f"the quick bench did not finish within {TIMEOUT_S} s:\n{out[-4000:]}")
-    return bench.returncode, out
+    """The quick bench, targets only: plans and coordination have tests of their own."""
+    args = ["--quick", "--no-plans", "--no-coordination", "--output", str(output)]
+    return run_bench([*args, "--json", str(raw)], timeout_s=TIMEOUT_S, what="quick bench")
 
 
 @pytest.mark.e2e

@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.coordination import broker_unavailable_reason
+from tests.bench.running import run_bench
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REQUIRE_BROKER = os.environ.get("REQUIRE_BROKER") == "1"
 QUICK_LEVELS = {1, 8}
@@ -33,24 +30,10 @@ TIMEOUT_S = 300
 
 
 def run_coordination_bench(output: Path, raw: Path) -> tuple[int, str]:
-    """Run it in its own process group; on a hang, kill that group (its servers too)."""
-    command = [sys.executable, "-m", "bench", "--quick", "--coordination-only"]
-    command += ["--broker-url", BROKER_URL, "--output", str(output), "--json", str(raw)]
-    bench = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = bench.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(bench.pid, signal.SIGKILL)
-        out, _ = bench.communicate()
-        pytest.fail(f"the coordination bench did not finish within {TIMEOUT_S} s:\n{out[-4000:]}")
-    return bench.returncode, out
+    """The coordination part alone, bounded."""
+    args = ["--quick", "--coordination-only", "--broker-url", BROKER_URL]
+    args += ["--output", str(output), "--json", str(raw)]
+    return run_bench(args, timeout_s=TIMEOUT_S, what="coordination bench")
 
 
 def _fault(rows: list[dict[str, Any]], letter: str, mode: str) -> dict[str, Any]:

@@ -10,15 +10,12 @@ call the concurrent plan's median at C=1 well below the sequential one's (it sav
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.running import run_bench
+
 TIMEOUT_S = 300
 
 
@@ -26,23 +23,12 @@ TIMEOUT_S = 300
 def test_quick_plans_bench_measures_both_plans_on_both_kinds_of_services(tmp_path: Path) -> None:
     """Four rows, no errors, and the 20 ms saved per checkout visible at C=1."""
     output, raw = tmp_path / "BENCH.md", tmp_path / "bench.json"
-    command = [sys.executable, "-m", "bench", "--quick", "--plans-only"]
-    command += ["--output", str(output), "--json", str(raw)]
-    bench = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    returncode, out = run_bench(
+        ["--quick", "--plans-only", "--output", str(output), "--json", str(raw)],
+        timeout_s=TIMEOUT_S,
+        what="plans bench",
     )
-    try:
-        out, _ = bench.communicate(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(bench.pid, signal.SIGKILL)
-        out, _ = bench.communicate()
-        pytest.fail(f"the plans bench did not finish within {TIMEOUT_S} s:\n{out[-4000:]}")
-    assert bench.returncode == 0, f"bench failed:\n{out[-4000:]}"
+    assert returncode == 0, f"bench failed:\n{out[-4000:]}"
 
     run = json.loads(raw.read_text())
     assert run["results"] == [], "--plans-only runs no other target"
