@@ -15,6 +15,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from servicekit.db.outage import DATABASE_ERRORS, unavailable
+from servicekit.logs import get_logger
+
+log = get_logger("servicekit.problems")
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 # RFC 9110 renamed these two; http.HTTPStatus still has the old phrases.
 _TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
@@ -135,6 +140,22 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
+# Long enough for a restarting server to come back, short enough for a shopper's retry.
+DATABASE_RETRY_AFTER_S = 1
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not unavailable(exc):
+        log.error("database error", path=request.url.path, exc_info=exc)
+        return await _unexpected_error(request, exc)
+    log.warning("database unavailable", path=request.url.path, detail=str(exc).splitlines()[0])
+    return problem_response(
+        503,
+        "The database is unavailable for a moment; nothing of this request was kept. Retry it.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _unexpected_error(_: Request, __: Exception) -> JSONResponse:
     # The traceback goes to the server log (uvicorn logs it); the client learns nothing internal.
     return problem_response(500, "The server met an unexpected error; it has been logged.")
@@ -145,6 +166,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -84,12 +84,15 @@ class ServiceProcess:
     env: dict[str, str]
     workdir: Path
     port: int = field(default_factory=free_port)
+    # The address it listens on, and a command prefix to run it elsewhere (``ip netns exec …``).
+    host: str = "127.0.0.1"
+    launcher: tuple[str, ...] = ()
     popen: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -110,13 +113,14 @@ class ServiceProcess:
         log = self.workdir / f"{self.name}.{len(self.logs) + 1}.log"
         self.logs.append(log)
         command = [
+            *self.launcher,
             sys.executable,
             "-m",
             "uvicorn",
             APPS[self.service],
             "--factory",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--no-access-log",
@@ -231,11 +235,21 @@ class Harness:
         self.processes: list[ServiceProcess] = []
         self._clients: list[httpx.AsyncClient] = []
 
-    def process(self, service: str, *, name: str | None = None, **env: str) -> ServiceProcess:
-        """A process of ``service`` (not started yet)."""
+    def process(
+        self,
+        service: str,
+        *,
+        name: str | None = None,
+        placed: tuple[str, int, tuple[str, ...]] | None = None,
+        **env: str,
+    ) -> ServiceProcess:
+        """A process of ``service`` (not started yet); ``placed``: (address, port, launcher) to
+        run it on another host than a free port of 127.0.0.1."""
         name = name or service
         assert all(p.name != name for p in self.processes), f"{name} exists already"
         process = ServiceProcess(name, service, dict(env), self.workdir)
+        if placed is not None:
+            process.host, process.port, process.launcher = placed
         self.processes.append(process)
         return process
 
@@ -263,6 +277,7 @@ class Harness:
         services: Mapping[str, ServiceProcess | str],
         *,
         name: str = "orchestrator",
+        placed: tuple[str, int, tuple[str, ...]] | None = None,
         **knobs: str,
     ) -> ServiceProcess:
         """An orchestrator process wired to ``services`` (processes or URLs), with fast test knobs."""
@@ -271,7 +286,7 @@ class Harness:
             target = services[service]
             env[f"{service.upper()}_URL"] = target if isinstance(target, str) else target.url
         env |= {k.upper(): str(v) for k, v in knobs.items()}
-        return self.process("orchestrator", name=name, **env)
+        return self.process("orchestrator", name=name, placed=placed, **env)
 
     def client(self, process: ServiceProcess, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
         """A client of ``process`` (valid across restarts on the same port); closed by ``aclose``."""

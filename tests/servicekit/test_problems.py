@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 
 import httpx
+import psycopg
+import psycopg_pool
 import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicekit.app import create_service_app
@@ -77,6 +81,27 @@ def _app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError(f"database password is {SECRET}")
+
+    database_errors = {
+        # As the kit's statements raise them (servicekit.db.statements.wrapped), and raw.
+        "shutdown": DBAPIError.instance(
+            "SELECT 1", None, psycopg.OperationalError(f"terminating {SECRET}"), psycopg.Error
+        ),
+        "pool": psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"),
+        "locked": DBAPIError.instance(
+            "SELECT 1", None, sqlite3.OperationalError("database is locked"), sqlite3.Error
+        ),
+        "no-table": DBAPIError.instance(
+            "SELECT 1", None, sqlite3.OperationalError(f"no such table: {SECRET}"), sqlite3.Error
+        ),
+        "constraint": DBAPIError.instance(
+            "INSERT", None, psycopg.IntegrityError(f"duplicate key {SECRET}"), psycopg.Error
+        ),
+    }
+
+    @app.get("/database/{kind}")
+    async def database_error(kind: str) -> None:
+        raise database_errors[kind]
 
     return app
 
@@ -224,6 +249,31 @@ async def test_unexpected_exception_is_500_without_internals(client: httpx.Async
     assert SECRET not in response.text
     assert "RuntimeError" not in response.text
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("kind", ["shutdown", "pool", "locked"])
+async def test_an_unreachable_or_busy_database_is_503_with_retry_after(
+    client: httpx.AsyncClient, kind: str
+) -> None:
+    """A restart, a cut link, an empty pool or a locked SQLite file: retry, nothing was kept."""
+    response = await client.get(f"/database/{kind}")
+
+    body = _problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert "nothing of this request was kept" in body["detail"]
+    assert SECRET not in response.text
+
+
+@pytest.mark.parametrize("kind", ["no-table", "constraint"])
+async def test_other_database_errors_stay_500_without_internals(
+    client: httpx.AsyncClient, kind: str
+) -> None:
+    """A database error that a retry would not cure is the server's fault: 500, no internals."""
+    response = await client.get(f"/database/{kind}")
+
+    _problem(response, 500)
+    assert "retry-after" not in response.headers
+    assert SECRET not in response.text
 
 
 async def test_unexpected_exception_still_reaches_the_server() -> None:
