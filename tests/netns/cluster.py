@@ -21,7 +21,7 @@ import httpx
 
 from checkout_suite.services import SERVICES as PORTS
 from tests.e2e.harness import SERVICES, Harness, ServiceProcess
-from tests.invariants import check_invariants, describe, wait_until_terminal
+from tests.invariants import check_invariants, describe, list_checkouts, wait_until_terminal
 from tests.netns.network import TestNetwork
 from tests.netns.postgres import TestPostgres
 from tests.suite import checkout_body
@@ -141,6 +141,21 @@ class Load:
         return [i for i, r in self.accepted.items() if r == replica]
 
 
+async def until_no_new_checkouts(
+    orchestrator: httpx.AsyncClient, *, quiet_s: float, timeout_s: float
+) -> None:
+    """Wait until no checkout has been created for ``quiet_s``. A request whose client gave up
+    (its answer lost in a partition) may still reach its replica once the network heals and
+    create a checkout then; the stock and balances are checked once every such one is in."""
+    seen, since = -1, time.monotonic()
+    with anyio.fail_after(timeout_s):
+        while time.monotonic() - since < quiet_s:
+            count = len(await list_checkouts(orchestrator))
+            if count != seen:
+                seen, since = count, time.monotonic()
+            await anyio.sleep(0.5)
+
+
 async def verify(
     cluster: Cluster, ids: list[str], *, reader: str = "b", timeout_s: float = 90.0
 ) -> dict[str, dict[str, Any]]:
@@ -150,6 +165,7 @@ async def verify(
     views = await wait_until_terminal(orchestrator, ids, timeout_s=timeout_s)
     unfinished = [v for v in views.values() if not v or v["status"] not in ("completed", "failed")]
     assert not unfinished, f"{len(unfinished)} checkouts not terminal: {describe(unfinished)}"
+    await until_no_new_checkouts(orchestrator, quiet_s=3.0, timeout_s=timeout_s)
     services = [cluster.client(s) for s in SERVICES]
     violations = await check_invariants(orchestrator, *services, wait_s=timeout_s)
     assert violations == [], "\n".join(violations[:20])
