@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 
 import stamina
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
@@ -32,6 +33,10 @@ from servicekit.events.store import EventStore
 from servicekit.events.telemetry import EventTelemetry
 
 log = logging.getLogger(__name__)
+
+# What settling a message raises once its channel is gone (the broker restarted or the
+# connection was cut between applying and acknowledging it).
+CHANNEL_GONE = (AMQPError, ChannelInvalidStateError, ConnectionError)
 
 Work = Callable[[Transaction], Awaitable[Sequence[Event]]]
 Reaction = Callable[[Event], Awaitable[Work | None]]
@@ -97,7 +102,7 @@ class Reactor:
         except ValueError:
             log.error("reactor: dead-lettered a message that is not an event", exc_info=True)
             self.telemetry.took("unknown", "dead_lettered")
-            await message.reject(requeue=False)
+            await settle(message.reject(requeue=False), "unknown")
             return
         try:
             async with self._locks.holding(event.checkout_id):
@@ -111,9 +116,9 @@ class Reactor:
                 MAX_ATTEMPTS,
             )
             self.telemetry.took(event.type, "dead_lettered")
-            await message.reject(requeue=False)
+            await settle(message.reject(requeue=False), event.message_id)
             return
-        await message.ack()
+        await settle(message.ack(), event.message_id)
         self.telemetry.took(event.type, outcome)
 
     async def apply(self, event: Event) -> str:
@@ -153,3 +158,16 @@ class Reactor:
         # A span only for what this service applies: the events it ignores would drown a trace.
         with self.telemetry.applying(event):
             return await self.database.run(transaction)
+
+
+async def settle(acknowledgement: Awaitable[None], message_id: str) -> None:
+    """Acknowledge or reject, where a channel that closed meanwhile is no error of the message.
+
+    The broker redelivers what it never heard settled: an applied message then finds its inbox
+    row (a duplicate, acknowledged without effect) and a rejected one is tried again. Raising
+    instead would only end the consumer's callback with an error nobody handles.
+    """
+    try:
+        await acknowledgement
+    except CHANNEL_GONE as error:
+        log.info("reactor: %s not settled, its channel closed (%r): redelivered", message_id, error)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiormq.exceptions import ChannelInvalidStateError
 
 from servicekit.db.database import Database
 from servicekit.db.statements import Transaction
@@ -187,6 +188,64 @@ async def test_the_reactor_applies_a_message_once_and_skips_its_twin(database: D
     # The event it caused was committed with it, once: causation and trace carried along.
     assert await relay.publish_once() == 1
     assert broker.published[0][0] == "step.succeeded"
+
+
+class DeliveredMessage:
+    """What aio-pika hands the reactor, settled on a channel that may have closed meanwhile."""
+
+    def __init__(self, event: Event, *, channel_closed: bool) -> None:
+        self.body = event.to_json().encode()
+        self.channel_closed = channel_closed
+        self.settled: list[str] = []
+
+    async def ack(self) -> None:
+        await self._settle("ack")
+
+    async def reject(self, requeue: bool = False) -> None:
+        await self._settle(f"reject(requeue={requeue})")
+
+    async def _settle(self, how: str) -> None:
+        if self.channel_closed:
+            raise ChannelInvalidStateError  # what aio-pika raises once the connection was cut
+        self.settled.append(how)
+
+
+async def test_a_message_whose_channel_closed_before_its_ack_is_applied_once_on_redelivery(
+    database: Database,
+) -> None:
+    """The broker connection cut between applying and acknowledging: the callback ends quietly
+    (an error there reaches nobody), and the broker's redelivery is a duplicate, acknowledged."""
+    store = EventStore("warehouse")
+    applied: list[str] = []
+
+    async def react(event: Event) -> Work:
+        async def work(_: Transaction) -> list[Event]:
+            applied.append(event.checkout_id)
+            return []
+
+        return work
+
+    reactor = Reactor(
+        database,
+        store,
+        relay_of(database, store, RecordingBroker()),
+        {"checkout.placed": react},
+        EventTelemetry("w"),
+    )
+    event = placed("c-1")
+    cut = DeliveredMessage(event, channel_closed=True)
+    await reactor.on_message(cut)  # type: ignore[arg-type]
+    redelivered = DeliveredMessage(event, channel_closed=False)
+    await reactor.on_message(redelivered)  # type: ignore[arg-type]
+    assert applied == ["c-1"]
+    assert redelivered.settled == ["ack"]
+    consumed = {
+        sample.labels["outcome"]: sample.value
+        for metric in reactor.telemetry.consumed.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    assert consumed == {APPLIED: 1.0, DUPLICATE: 1.0}
 
 
 async def test_a_reaction_that_is_not_its_turn_writes_nothing(database: Database) -> None:
