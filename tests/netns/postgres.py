@@ -129,9 +129,10 @@ class TestPostgres:
             self.process.send_signal(mode)
             self.process.wait(timeout=60)
 
-    def restart(self, *, down_s: float = 0.0) -> None:
-        """Stop, stay down ``down_s`` (clients find nobody listening), start again."""
-        self.stop()
+    def restart(self, *, down_s: float = 0.0, mode: signal.Signals = signal.SIGINT) -> None:
+        """Stop (``mode`` as in ``stop``), stay down ``down_s`` (clients find nobody
+        listening), start again: after an immediate stop, the start replays the WAL."""
+        self.stop(mode)
         time.sleep(down_s)
         self.start()
 

@@ -9,6 +9,7 @@ one). Each gives one line of figures: in the run's summary, and in figures.txt b
 
 from __future__ import annotations
 
+import signal
 import statistics
 import time
 from collections import Counter
@@ -182,20 +183,34 @@ async def test_packet_loss_towards_the_warehouse(cluster: Cluster, tmp_path: Pat
     )
 
 
-async def test_postgresql_restarted_under_load(cluster: Cluster, tmp_path: Path) -> None:
-    """(d) The one PostgreSQL every replica and service writes to stops under load, stays down
-    for 2 s, and starts again."""
+@pytest.mark.parametrize(
+    "stop",
+    [
+        pytest.param(signal.SIGINT, id="fast-shutdown"),
+        # No checkpoint, connections dropped mid-transaction: what a crash of the server leaves,
+        # recovered from the WAL on the next start.
+        pytest.param(signal.SIGQUIT, id="immediate-crash"),
+    ],
+)
+async def test_postgresql_restarted_under_load(
+    cluster: Cluster, tmp_path: Path, stop: signal.Signals
+) -> None:
+    """(d) The one PostgreSQL every replica and service writes to stops under load (a fast
+    shutdown, or an immediate one as a crash leaves it), stays down for 2 s, and starts again."""
     await cluster.start()
     restarted: list[float] = []
 
     async def restart() -> None:
         began = time.monotonic()
-        await anyio.to_thread.run_sync(lambda: cluster.postgres.restart(down_s=2.0))
+        await anyio.to_thread.run_sync(lambda: cluster.postgres.restart(down_s=2.0, mode=stop))
         restarted.append(time.monotonic() - began)
 
     load = Load(cluster, total=300, concurrency=12, timeout_s=15, at={100: restart})
     await load.run(LOAD_BOUND_S)
     assert restarted, "PostgreSQL was not restarted"
+    if stop == signal.SIGQUIT:
+        # The server's own word that it went down as if crashed and replayed its WAL.
+        assert "automatic recovery in progress" in cluster.postgres.log.read_text()
     ended = time.monotonic()
     views = await verify(cluster, list(load.accepted), timeout_s=TERMINAL_BOUND_S)
     settled_s = time.monotonic() - ended
@@ -205,7 +220,7 @@ async def test_postgresql_restarted_under_load(cluster: Cluster, tmp_path: Path)
     attempts = Counter(step["attempts"] for v in views.values() for step in v["steps"])
     report(
         tmp_path,
-        "(d) PostgreSQL restarted",
+        f"(d) PostgreSQL restarted ({'immediate' if stop == signal.SIGQUIT else 'fast'})",
         checkouts=len(views),
         completed=sum(v["status"] == "completed" for v in views.values()),
         refused_while_down=sum(load.refused.values()),
