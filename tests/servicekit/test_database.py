@@ -746,13 +746,6 @@ async def test_connections_the_server_ended_are_replaced_before_use(
 
 
 @POSTGRES_ONLY
-@pytest.mark.xfail(
-    raises=TimeoutError,
-    strict=True,
-    reason="known gap: psycopg_pool backs off 1 s, 2 s, 4 s… between failed borrow checks, "
-    "so after a server restart the first transaction waits seconds per dead pooled connection "
-    "(PoolTimeout after POOL_TIMEOUT_S from 5 on)",
-)
 async def test_a_pool_of_connections_the_server_ended_is_replaced_without_waiting(
     database: Database, url: str
 ) -> None:
