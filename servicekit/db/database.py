@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 
 import anyio
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.exc import DBAPIError
 
@@ -74,6 +75,20 @@ POOL_MAX_SIZE = 20
 # How long a transaction waits for a PostgreSQL connection (the pool reconnects meanwhile).
 POOL_TIMEOUT_S = 10.0
 _PING = SQL("SELECT 1")
+# libpq's network timeouts, unless the DATABASE_URL sets its own (``?tcp_user_timeout=…``).
+# Without them, a connection to a server that became unreachable (a partition, a host gone)
+# waits for TCP to give up, 15 minutes on Linux: every transaction on it hangs that long
+# instead of failing, and the request answering 503 (nothing kept). With them, unacknowledged
+# bytes fail the connection after 10 s, keepalives find an idle dead one in ~11 s, and a new
+# connection gives up after 5 s.
+CONNECTION_TIMEOUTS = {
+    "connect_timeout": "5",
+    "tcp_user_timeout": "10000",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
 
 
 class Database:
@@ -276,7 +291,8 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, *, name: str) -> None:
         super().__init__(url)
-        self.conninfo = postgres_conninfo(url)
+        given = conninfo_to_dict(postgres_conninfo(url))
+        self.conninfo = make_conninfo("", **(CONNECTION_TIMEOUTS | given))
         self.name = name
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -103,6 +103,8 @@ class Load:
     accepted: dict[str, str] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
+    # How long each refused request took to be answered (a refusal at once, or after a wait).
+    refusal_latencies_s: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     async def run(self, bound_s: float) -> None:
@@ -130,6 +132,7 @@ class Load:
                     self.latencies_s.append(time.monotonic() - sent)
                 else:
                     self.refused[f"{replica}:{response.status_code}"] += 1
+                    self.refusal_latencies_s.append(time.monotonic() - sent)
 
         with anyio.fail_after(bound_s):
             async with anyio.create_task_group() as group:

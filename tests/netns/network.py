@@ -118,14 +118,17 @@ class TestNetwork:
         hosts = list(self.namespaces)
         self.impair(hosts, hosts, **impairment)
 
-    def partition(self, host: str) -> None:
-        """Cut ``host`` off from everyone, both ways; its processes keep running."""
-        self.impair([host], ["*"], loss=1.0)
-        self.impair(["*"], [host], loss=1.0)
+    def partition(self, host: str, others: list[str] | None = None) -> None:
+        """Cut ``host`` off from ``others`` (everyone by default), both ways; its processes keep
+        running."""
+        others = others or ["*"]
+        self.impair([host], others, loss=1.0)
+        self.impair(others, [host], loss=1.0)
 
-    def heal(self, host: str) -> None:
-        self.impair([host], ["*"])
-        self.impair(["*"], [host])
+    def heal(self, host: str, others: list[str] | None = None) -> None:
+        others = others or ["*"]
+        self.impair([host], others)
+        self.impair(others, [host])
 
     def stats(self) -> dict[str, dict[str, float]]:
         """Per link ("a>b"): frames sent, frames dropped, seconds of delay added."""

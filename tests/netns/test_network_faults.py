@@ -150,6 +150,67 @@ async def test_a_replica_cut_off_mid_flight_is_fenced_and_its_checkouts_finished
     )
 
 
+async def test_a_replica_cut_off_from_postgresql_only_answers_503_and_is_fenced(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """(e) Replica a loses PostgreSQL alone for 15 s: clients and the services still reach it.
+    What it is asked meanwhile is refused with a 503 within the connection's timeout, not left
+    hanging until the network heals; b finishes a's checkouts; a's late writes are refused."""
+    lease_ttl_s, cut_s = 3.0, 15.0
+    await cluster.start(LEASE_TTL_S=str(lease_ttl_s), RECOVERY_INTERVAL_S=str(RECOVERY_INTERVAL_S))
+    reader = cluster.client("b")
+    cut: list[float] = []
+    in_flight: list[str] = []
+    ready_during_cut: list[int] = []
+
+    async def cut_a_from_the_database() -> None:
+        cluster.network.partition("orchestrator-a", ["db"])
+        cut.append(time.monotonic())
+        for checkout_id in load.by("a"):
+            view = (await reader.get(f"/checkouts/{checkout_id}")).json()
+            if view["status"] not in ("completed", "failed"):
+                in_flight.append(checkout_id)
+        async with cluster.client("a", timeout_s=cut_s) as a:
+            ready_during_cut.append((await a.get("/readyz")).status_code)
+        await anyio.sleep(max(0.0, cut[0] + cut_s - time.monotonic()))
+        cluster.network.heal("orchestrator-a", ["db"])
+
+    # A load balancer without health checks: half of the checkouts go to a throughout.
+    load = Load(
+        cluster,
+        total=240,
+        concurrency=12,
+        timeout_s=cut_s + 10,
+        at={60: cut_a_from_the_database},
+    )
+    await load.run(LOAD_BOUND_S)
+    assert cut, "replica a was not cut off"
+    assert in_flight, "the cut came when replica a had no checkout in flight"
+    # Only a refused anything, and only with a 503, each well before the network healed.
+    assert set(load.refused) <= {"a:503"}, load.refused
+    assert load.refused, "replica a accepted every checkout without its database"
+    slowest_refusal_s = max(load.refusal_latencies_s)
+    assert slowest_refusal_s < cut_s - 2, slowest_refusal_s
+    assert ready_during_cut == [503], ready_during_cut
+
+    await anyio.sleep(lease_ttl_s + 2)
+    final = await verify(cluster, list(load.accepted), timeout_s=TERMINAL_BOUND_S)
+    log = "\n".join(path.read_text(errors="replace") for path in cluster.replicas["a"].logs)
+    report(
+        tmp_path,
+        "(e) replica cut off from PostgreSQL only",
+        lease_ttl_s=lease_ttl_s,
+        cut_s=cut_s,
+        checkouts=len(final),
+        accepted_by_a=len(load.by("a")),
+        refused_by_a=sum(load.refused.values()),
+        slowest_refusal_s=round(slowest_refusal_s, 1),
+        in_flight_on_a_at_cut=len(in_flight),
+        fenced_writes_of_a=log.count('"lease lost"'),
+        duplicates=0,
+    )
+
+
 async def test_packet_loss_towards_the_warehouse(cluster: Cluster, tmp_path: Path) -> None:
     """(c) 2 % of the packets towards the warehouse lost: retried calls, each effect still once."""
     await cluster.start()

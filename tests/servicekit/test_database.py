@@ -30,7 +30,13 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
 from servicekit.db import sqlite as kit_sqlite
-from servicekit.db.database import CHECKPOINT_AFTER_CHANGES, Database, SqliteDatabase
+from servicekit.db.database import (
+    CHECKPOINT_AFTER_CHANGES,
+    CONNECTION_TIMEOUTS,
+    Database,
+    PostgresDatabase,
+    SqliteDatabase,
+)
 from servicekit.db.engines import create_sync_engine
 from servicekit.db.sqlite import CHECKPOINT_WAIT_S
 from servicekit.db.statements import SQL, Transaction
@@ -780,3 +786,26 @@ async def test_a_caller_cancelled_mid_statement_gives_its_connection_back(
         await database.close()
     with pytest.raises(RuntimeError, match="closed"):
         await database.run(_backend_pid)
+
+
+def test_postgresql_connections_time_out_on_an_unreachable_server_unless_the_url_says_otherwise() -> (
+    None
+):
+    """A server that became unreachable fails a connection within seconds (libpq's network
+    timeouts, ``tests/netns`` (e) shows the 503s they lead to), and the URL's own values win."""
+    plain = psycopg.conninfo.conninfo_to_dict(
+        PostgresDatabase("postgresql://app:secret@db:5432/orders", name="t").conninfo
+    )
+    assert plain == CONNECTION_TIMEOUTS | {
+        "user": "app",
+        "password": "secret",
+        "host": "db",
+        "port": "5432",
+        "dbname": "orders",
+    }
+    own = PostgresDatabase(
+        "postgresql://db/orders?tcp_user_timeout=3000&connect_timeout=1", name="t"
+    ).conninfo
+    parsed = psycopg.conninfo.conninfo_to_dict(own)
+    assert (parsed["tcp_user_timeout"], parsed["connect_timeout"]) == ("3000", "1")
+    assert parsed["keepalives_idle"] == "5"
