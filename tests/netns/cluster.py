@@ -43,8 +43,9 @@ class Cluster:
     def placed(self, host: str, service: str) -> tuple[str, int, tuple[str, ...]]:
         return self.network.addresses[host], PORTS[service].port, self.network.launcher(host)
 
-    async def start(self, **knobs: str) -> None:
-        """Start the services and both replicas (``knobs``: orchestrator settings) and stock."""
+    async def start(self, *, journal_url_options: str = "", **knobs: str) -> None:
+        """Start the services and both replicas (``knobs``: orchestrator settings;
+        ``journal_url_options``: a query string for the replicas' DATABASE_URL) and stock."""
         for service in SERVICES:
             self.services[service] = self.harness.process(
                 service,
@@ -53,7 +54,7 @@ class Cluster:
             )
         for replica in REPLICAS:
             self.replicas[replica] = self.harness.orchestrator(
-                self.postgres.url("orchestrator"),
+                self.postgres.url("orchestrator") + journal_url_options,
                 self.services,
                 name=f"orchestrator-{replica}",
                 placed=self.placed(f"orchestrator-{replica}", "orchestrator"),

@@ -85,7 +85,14 @@ async def test_a_replica_cut_off_mid_flight_is_fenced_and_its_checkouts_finished
 ) -> None:
     """(b) Replica a loses PostgreSQL and the services with checkouts in flight, its process still
     running: b takes them over once their leases expire; healed, a's late writes are refused."""
-    await cluster.start(LEASE_TTL_S=str(lease_ttl_s), RECOVERY_INTERVAL_S=str(RECOVERY_INTERVAL_S))
+    # Connections that outlast the partition (60 s instead of libpq's 10 s set by default), so
+    # that a's writes pending at the cut do reach PostgreSQL late, once healed: the fence must
+    # refuse them. With the default, they fail before the heal (scenario e).
+    await cluster.start(
+        journal_url_options="?tcp_user_timeout=60000&keepalives_idle=60",
+        LEASE_TTL_S=str(lease_ttl_s),
+        RECOVERY_INTERVAL_S=str(RECOVERY_INTERVAL_S),
+    )
     reader = cluster.client("b")
     cut: list[float] = []
     in_flight: list[str] = []
