@@ -34,8 +34,9 @@ test-fast: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/checkout-suite demo
 
-## Benchmark (a few minutes; see BENCHMARKS.md): stand-ins, two non-durable baselines, the
-## orchestrator on SQLite and PostgreSQL; rewrites the results in BENCHMARKS.md. Options: BENCH_ARGS=--help.
+## Benchmark (a few minutes; see BENCHMARKS.md): stand-ins, two non-durable baselines, Restate
+## (installed with npm on first use), the orchestrator on SQLite and PostgreSQL; rewrites the
+## results in BENCHMARKS.md. Options: BENCH_ARGS=--help.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

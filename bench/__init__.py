@@ -2,6 +2,8 @@
 
 - ``bench.standins``: a raw-ASGI, in-memory stand-in for warehouse, rewards and email.
 - ``bench.baselines``: two non-durable checkout apps (httpx, aiohttp) making the same three calls.
+- ``bench.restate`` (with its workflow ``bench.restate_app``): Restate 1.7 and its Python SDK making
+  them, each call a journaled step; restate-server installed with npm on first use.
 - ``bench.load``: the load generator, run as its own process so its CPU is not charged to a target.
 - ``bench.runner``: starts everything as uvicorn subprocesses, measures, prints and writes the report.
 - ``bench.experiments``: one-off estimates: the pieces of the hot path (``hot_path``), the saga and

@@ -27,13 +27,15 @@ def parse(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
-            "Start stand-in services, two non-durable baselines and the orchestrator (SQLite, "
-            "PostgreSQL) as uvicorn processes on 127.0.0.1; send bounded loads of checkouts; report "
-            "throughput, latency, errors and CPU ms per checkout per process."
+            "Start stand-in services, two non-durable baselines, Restate 1.7 with its Python SDK "
+            "and the orchestrator (SQLite, PostgreSQL) as processes on 127.0.0.1; send bounded loads "
+            "of checkouts; report throughput, latency, errors and CPU ms per checkout per process."
         ),
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: N=20 at C=1, N=50 at C=8, SQLite only"
+        "--quick",
+        action="store_true",
+        help="smoke run: N=20 at C=1, N=50 at C=8, SQLite only (no Restate unless in --targets)",
     )
     parser.add_argument("--plan", type=_plan, help="NxC pairs, default 300x1,3000x32")
     parser.add_argument(
@@ -44,9 +46,23 @@ def parse(argv: list[str]) -> Options:
     )
     parser.add_argument(
         "--targets",
-        help="comma-separated subset: baseline-httpx, baseline-aiohttp, orchestrator-sqlite, orchestrator-postgres",
+        help="comma-separated subset: baseline-httpx, baseline-aiohttp, restate, orchestrator-sqlite, orchestrator-postgres",
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL target")
+    parser.add_argument("--no-restate", action="store_true", help="skip the Restate target")
+    parser.add_argument(
+        "--restate-dir",
+        type=Path,
+        help="where restate-server is installed with npm on first use, and found after "
+        "(default ~/.cache/checkout-suite/restate-VERSION)",
+    )
+    parser.add_argument(
+        "--restate-http",
+        choices=("2", "1.1"),
+        default="2",
+        help="how restate-server calls the SDK process: HTTP/2 (hypercorn, default) or HTTP/1.1 "
+        "(uvicorn; the SDK then answers in request-response mode)",
+    )
     parser.add_argument(
         "--postgres-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -133,11 +149,12 @@ def parse(argv: list[str]) -> Options:
     )
     args = parser.parse_args(argv)
     plan = args.plan or (QUICK_PLAN if args.quick else FULL_PLAN)
+    targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     return Options(
         plan=plan,
         time_limit_s=args.time_limit or (20.0 if args.quick else 60.0),
         warmup=args.warmup if args.warmup is not None else (5 if args.quick else None),
-        targets=[t.strip() for t in args.targets.split(",")] if args.targets else None,
+        targets=targets,
         postgres_url=args.postgres_url,
         postgres_db=args.postgres_db,
         postgres=not (args.no_postgres or args.quick),
@@ -167,6 +184,9 @@ def parse(argv: list[str]) -> Options:
         },
         plans=not args.no_plans,
         plans_only=args.plans_only,
+        restate=not args.no_restate and (not args.quick or "restate" in (targets or [])),
+        restate_dir=args.restate_dir,
+        restate_http=args.restate_http,
     )
 
 

@@ -8,7 +8,8 @@ same body and ``Idempotency-Key`` the orchestrator sends; then answers 201 with 
 recorded: a crash loses the checkout. They are what "not durable" costs.
 
 Service URLs come from ``WAREHOUSE_URL``, ``REWARDS_URL`` and ``EMAIL_URL``; ``SERVICE_TOKEN`` (if set)
-is sent as a bearer token, as the orchestrator sends it.
+is sent as a bearer token, as the orchestrator sends it. The Restate baseline (``bench.restate_app``)
+runs the same ``run_checkout`` on the same models, each call inside a journaled step.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import aiohttp
 
 Post = Callable[[str, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
@@ -54,7 +58,7 @@ class ServiceError(Exception):
     """A service answered something other than 2xx."""
 
 
-def _headers(key: str) -> dict[str, str]:
+def call_headers(key: str) -> dict[str, str]:
     """What the orchestrator sends with a call: the Idempotency-Key, and its service token if set."""
     token = os.environ.get("SERVICE_TOKEN", "").split(",")[0].strip()
     return (
@@ -72,10 +76,17 @@ def _urls() -> tuple[str, str, str]:
     )
 
 
-async def run_checkout(body: CheckoutCreate, post: Post) -> dict[str, Any]:
-    """The three calls in sequence, exactly the requests the orchestrator makes."""
+async def run_checkout(
+    body: CheckoutCreate, post: Post, checkout_id: str | None = None
+) -> dict[str, Any]:
+    """The three calls in sequence, exactly the requests the orchestrator makes.
+
+    ``checkout_id`` is a fresh UUID unless given: a workflow that is replayed (Restate's) must
+    derive the same id on every replay, or its answer would name another checkout than the one
+    the services saw.
+    """
     warehouse, rewards, email = _urls()
-    checkout_id = str(uuid.uuid4())
+    checkout_id = checkout_id or str(uuid.uuid4())
     total = sum((line.unit_price * line.quantity for line in body.items), Decimal(0))
     points = (
         int(total.to_integral_value(rounding=ROUND_FLOOR)) if body.customer.rewards_member else 0
@@ -157,7 +168,7 @@ def create_httpx_app() -> FastAPI:
         client: httpx.AsyncClient = app.state.client
 
         async def post(url: str, json: dict[str, Any], key: str) -> dict[str, Any]:
-            response = await client.post(url, json=json, headers=_headers(key))
+            response = await client.post(url, json=json, headers=call_headers(key))
             if response.status_code >= 300:
                 raise ServiceError(f"POST {url} answered {response.status_code}")
             return response.json()  # type: ignore[no-any-return]
@@ -169,25 +180,34 @@ def create_httpx_app() -> FastAPI:
 
 def create_aiohttp_app() -> FastAPI:
     """The baseline on ``aiohttp.ClientSession``."""
-    import aiohttp
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=200, limit_per_host=0)
-        timeout = aiohttp.ClientTimeout(total=5.0)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        async with aiohttp_session() as session:
             app.state.session = session
             yield
 
     def post_of(app: FastAPI) -> Post:
-        session: aiohttp.ClientSession = app.state.session
-
-        async def post(url: str, json: dict[str, Any], key: str) -> dict[str, Any]:
-            async with session.post(url, json=json, headers=_headers(key)) as response:
-                if response.status >= 300:
-                    raise ServiceError(f"POST {url} answered {response.status}")
-                return await response.json()  # type: ignore[no-any-return]
-
-        return post
+        return aiohttp_post(app.state.session)
 
     return _app(lifespan, post_of, "Baseline: aiohttp, no journal")
+
+
+def aiohttp_session() -> aiohttp.ClientSession:
+    """The aiohttp baseline's client: its connection limit and 5 s per call."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=200, limit_per_host=0)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=5.0))
+
+
+def aiohttp_post(session: aiohttp.ClientSession) -> Post:
+    """One call to a service on ``session``: the JSON answer, or ``ServiceError`` if not 2xx."""
+
+    async def post(url: str, json: dict[str, Any], key: str) -> dict[str, Any]:
+        async with session.post(url, json=json, headers=call_headers(key)) as response:
+            if response.status >= 300:
+                raise ServiceError(f"POST {url} answered {response.status}")
+            return await response.json()  # type: ignore[no-any-return]
+
+    return post

@@ -11,8 +11,10 @@ the measured window:
    ``--progress-every`` completions if asked, then ``DONE`` the moment the last answer arrives;
 3. prints one line of JSON: counts, latency percentiles, wall time, its own CPU.
 
-A checkout counts as an error unless it is answered 201 with ``"status": "completed"``.
-Only addresses on 127.0.0.0/8 are accepted.
+A checkout counts as an error unless it is answered 201 (``--ok-status``) with
+``"status": "completed"``. Checkouts go to ``POST {url}/checkouts`` (``--path``: Restate's ingress
+takes them at ``/Checkout/create`` and answers 200 with the handler's result). Only addresses on
+127.0.0.0/8 are accepted.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def _check_loopback(url: str) -> None:
 
 class Load:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.url = args.url.rstrip("/") + "/checkouts"
+        self.url = args.url.rstrip("/") + args.path
+        self.ok_status = args.ok_status
         self.keys = args.idempotency_keys
         self.bearer = args.bearer
         self.body = json.dumps(CHECKOUT).encode()
@@ -129,7 +132,7 @@ class Load:
             async with session.post(self.url, data=self.body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
-            if status != 201:
+            if status != self.ok_status:
                 problem = f"HTTP {status}: {raw[:200]!r}"
             else:
                 answer = _loads(raw)
@@ -218,6 +221,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="base URL of the target (127.0.0.1 only)")
     parser.add_argument("--n", type=int, required=True, help="measured checkouts")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument(
+        "--path", default="/checkouts", help="where checkouts are posted (default %(default)s)"
+    )
+    parser.add_argument(
+        "--ok-status",
+        type=int,
+        default=201,
+        help="the status of a placed checkout (default %(default)s)",
+    )
     parser.add_argument("--warmup", type=int, default=0, help="checkouts before measuring")
     parser.add_argument(
         "--time-limit", type=float, default=60.0, help="cap on the measured run (s)"

@@ -131,6 +131,10 @@ class Server:
     # Run as a user would, ``checkout-suite serve NAME`` with its defaults (log level, access
     # log), instead of uvicorn with the bench's options; ``app`` is then the service's name.
     serve: bool = False
+    # ``python -m MODULE --port PORT`` instead (a server that is not uvicorn: the Restate SDK's).
+    module: str = ""
+    # What answers 200 once the process serves (the Restate SDK answers ``/health``).
+    ready_path: str = "/readyz"
 
     @property
     def url(self) -> str:
@@ -149,20 +153,12 @@ class Server:
         if self.serve:
             cli = str(Path(sys.executable).with_name("checkout-suite"))
             command = [cli, "serve", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
+        elif self.module:
+            command = [sys.executable, "-m", self.module, "--port", str(self.port)]
         else:
             command = [sys.executable, "-m", "uvicorn", self.app, "--factory"]
             command += ["--port", str(self.port), *UVICORN_OPTIONS]
-        with self.log.open("ab") as output:
-            self.popen = _track(
-                subprocess.Popen(
-                    [*command, *self.extra_args],
-                    cwd=self.workdir,
-                    env=base_env(self.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        self.popen = spawn([*command, *self.extra_args], self.workdir, base_env(self.env), self.log)
         self.wait_ready()
         return self
 
@@ -176,7 +172,7 @@ class Server:
                         f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}"
                     )
                 try:
-                    if client.get(f"{self.url}/readyz").status_code == 200:
+                    if client.get(f"{self.url}{self.ready_path}").status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -201,14 +197,36 @@ class Server:
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and its live children (uvicorn --workers)."""
-        process = psutil.Process(self.pid)
-        total = 0
-        for each in [process, *process.children(recursive=True)]:
-            try:
-                total += each.memory_info().rss
-            except psutil.NoSuchProcess:
-                continue
-        return total
+        return rss_bytes(self.pid)
+
+
+def spawn(
+    command: list[str], workdir: Path, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in ``workdir``, its output appended to ``log``; stopped at exit by pid."""
+    with log.open("ab") as output:
+        return _track(
+            subprocess.Popen(
+                command,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of the process and its live children."""
+    process = psutil.Process(pid)
+    total = 0
+    for each in [process, *process.children(recursive=True)]:
+        try:
+            total += each.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,7 +16,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpcore", "sniffio",
     "anyio", "aiohttp", "pydantic", "pydantic-core", "SQLAlchemy", "sqlmodel", "aiosqlite",
-    "psycopg", "stamina", "tenacity", "orjson", "psutil", "py-spy",
+    "psycopg", "stamina", "tenacity", "orjson", "psutil", "py-spy", "restate-sdk", "hypercorn",
 )  # fmt: skip
 # The issue's targets (2-core machine, against the fastest non-durable baseline of the same run).
 CPU_TARGET_MS = {"SQLite": 1.6, "PostgreSQL": 2.0}
@@ -24,6 +24,8 @@ CPU_TARGET_MS = {"SQLite": 1.6, "PostgreSQL": 2.0}
 # machine whose speed differs (shared machines here ran the same baseline at 0.6 to 3.3 ms).
 ISSUE_BASELINE_CPU_MS = 1.3
 THROUGHPUT_RATIO_TARGET = 0.75
+# "Throughput at C=32 ≥ 3× Restate's (Restate 1.7 + Python SDK)", against the restate row of the run.
+RESTATE_THROUGHPUT_TARGET = 3.0
 P50_RATIO_TARGET = 1.3
 STORED_FLAT = 0.10
 
@@ -91,14 +93,20 @@ def _f(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def target_split(r: dict[str, Any]) -> str:
+    """``restate-server 3.10 + SDK service 2.40`` for a target of several processes, else ""."""
+    return " + ".join(f"{name} {ms:.2f}" for name, ms in r.get("target_cpu_ms", {}).items())
+
+
 def one_line(r: dict[str, Any]) -> str:
     cpu = r["cpu_ms"]
     services = " ".join(f"{k} {v:.2f}" for k, v in cpu.items() if k != "target")
+    split = f" ({target_split(r)})" if "target_cpu_ms" in r else ""
     return (
         f"  C={r['concurrency']:<3} ok {r['ok']}/{r['requested']} errors {r['errors']}"
         f"{' (TIME LIMIT)' if r['timed_out'] else ''}  {r['throughput']:.0f}/s  "
         f"p50 {r['p50_ms']:.2f} p95 {r['p95_ms']:.2f} p99 {r['p99_ms']:.2f} ms  "
-        f"CPU ms/checkout: target {cpu['target']:.2f} | {services} | loadgen {r['loadgen_process_cpu_ms']:.2f}"
+        f"CPU ms/checkout: target {cpu['target']:.2f}{split} | {services} | loadgen {r['loadgen_process_cpu_ms']:.2f}"
         f"  RSS {r['rss_mb']:.0f} MB"
         + (f"\n    errors: {r['error_samples']}" if r["errors"] else "")
     )
@@ -123,6 +131,21 @@ def fastest_baseline(results: list[dict[str, Any]], row: dict[str, Any]) -> dict
             r
             for r in same
             if r["target"] == best["target"] and r["concurrency"] == row["concurrency"]
+        ),
+        None,
+    )
+
+
+def restate_row(results: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The restate target's row at ``row``'s concurrency on the same services, if it ran."""
+    return next(
+        (
+            r
+            for r in results
+            if r["kind"] == "restate"
+            and r["group"] == row["group"]
+            and r["concurrency"] == row["concurrency"]
+            and r["ok"]
         ),
         None,
     )
@@ -271,6 +294,17 @@ def target_checks(results: list[dict[str, Any]]) -> list[tuple[str, str, str, st
                     verdict(ratio[2] <= P50_RATIO_TARGET),
                 )
             )
+        restate = restate_row(results, r)
+        if restate is not None and r["concurrency"] == high:
+            times = r["throughput"] / restate["throughput"]
+            checks.append(
+                (
+                    f"{r['target']} throughput at C={high} vs restate",
+                    f"{times:.2f}× ({r['throughput']:.0f} against {restate['throughput']:.0f} checkouts/s)",
+                    f"≥ {RESTATE_THROUGHPUT_TARGET:.0f}×",
+                    verdict(times >= RESTATE_THROUGHPUT_TARGET),
+                )
+            )
     fresh = {r["concurrency"]: r for r in durable if r["target"] == "orchestrator-sqlite"}
     for r in durable:
         if "stored" in r["target"] and r["concurrency"] in fresh:
@@ -302,6 +336,25 @@ def profile_text(profile: dict[str, Any], *, markdown: bool = False) -> str:
         f"{profile['throughput']:.0f}/s, {profile['cpu_ms']:.2f} ms CPU/checkout (with the sampler attached)"
     )
     return head + "\n\n" + render(profile["summary"], markdown=markdown)
+
+
+def restate_lines(results: list[dict[str, Any]], machine: dict[str, Any]) -> list[str]:
+    """What the ``restate`` row is, and its CPU per process, when it ran."""
+    rows = [r for r in results if r["kind"] == "restate"]
+    if not rows:
+        return []
+    sdk = machine.get("packages", {}).get("restate-sdk", "?")
+    split = "; ".join(f"C={r['concurrency']}: {target_split(r)}" for r in rows if r["ok"])
+    return [
+        f"- **Restate**: `restate-server` {rows[0]['database'].removeprefix('Restate ')} from npm "
+        "with its defaults (24 partitions, RocksDB), a fresh base directory, every listener on "
+        f"127.0.0.1; restate-sdk {sdk}'s service `bench/restate_app.py` (the baselines' validation "
+        "and three calls on aiohttp, each call in `ctx.run`), "
+        f"{rows[0]['tuning']}, registered through the admin API. Checkouts go to the ingress, "
+        '`POST /Checkout/create`, and count if answered `200` with `"status": "completed"`. '
+        "Its **CPU ms/co target** is restate-server's plus the SDK process's; ms per checkout, "
+        f"{split}."
+    ]
 
 
 def render(
@@ -344,6 +397,7 @@ def render(
         "- **CPU ms/co**: user+system CPU of each process (psutil) over the measured window, divided by "
         "the checkouts completed. Ratios are to the fastest baseline of the same services (the highest "
         "throughput at the highest concurrency), at the same concurrency, measured in this run.",
+        *restate_lines(results, machine),
         "",
         table(results)
         if results

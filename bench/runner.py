@@ -20,6 +20,7 @@ import httpx
 from bench import emit, report
 from bench.procs import Server, cpu_seconds, forget, spawn_load, stop
 from bench.procs import stop_all as stop_everything
+from bench.standins import POSTS_PATH
 
 ORCHESTRATOR_APP = "orchestrator.main:create_app"
 STANDIN_APP = "bench.standins:create_app"
@@ -44,6 +45,19 @@ class CpuSource(Protocol):
     """A process whose CPU a load watches: a ``Server``, or the broker the bench did not start."""
 
     def cpu_seconds(self) -> float: ...
+
+
+class Launched(Protocol):
+    """A target's processes, started and ready for a load: one ``Server``, or Restate's two."""
+
+    @property
+    def url(self) -> str: ...
+
+    def cpu_parts(self) -> Sequence[tuple[str, CpuSource]]: ...
+
+    def rss_bytes(self) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -82,6 +96,11 @@ class Options:
     # Steps in sequence or at once (bench.plans); ``plans_only`` skips everything else.
     plans: bool = True
     plans_only: bool = False
+    # Restate 1.7 and its Python SDK (bench.restate): installed with npm into ``restate_dir``
+    # (None: the user's cache) on first use; the SDK process served over HTTP/2 or HTTP/1.1.
+    restate: bool = True
+    restate_dir: Path | None = None
+    restate_http: str = "2"
 
 
 @dataclass
@@ -97,6 +116,12 @@ class Target:
     # else uvicorn with the bench's options (``bench.procs.UVICORN_OPTIONS``).
     serve: bool = False
     tuning: str = ""  # what a tuned row changes from the defaults
+    # Where the load posts a checkout and what answer means it was placed: ``POST /checkouts``
+    # answered 201 everywhere but Restate's ingress (``POST /Checkout/create``, 200).
+    path: str = "/checkouts"
+    ok_status: int = 201
+    # Starts a target that is not one ``Server`` (given the target and its environment).
+    launch: Callable[[Target, dict[str, str]], Launched] | None = None
 
 
 @dataclass
@@ -169,6 +194,8 @@ class Bench:
             ]
             if group == STANDINS and self.options.postgres:
                 found += self._orchestrator_targets("orchestrator-postgres", group, "PostgreSQL")
+            if group == STANDINS and self.options.restate:
+                found.append(self._restate_target())
             if group == STANDINS and self.options.prefill:
                 found.append(
                     Target(
@@ -201,6 +228,28 @@ class Bench:
                 tuning=TUNED,
             ),
         ]
+
+    def _restate_target(self) -> Target:
+        """Restate 1.7 + its Python SDK running the baselines' checkout, each step journaled."""
+        from bench import restate
+
+        pair = restate.Restate(
+            self.options.restate_dir or restate.default_install_dir(),
+            self.workdir,
+            http=self.options.restate_http,
+        )
+        return Target(
+            "restate",
+            restate.APP_MODULE,
+            "restate",
+            STANDINS,
+            f"Restate {restate.VERSION}",
+            prepare=lambda _target: pair.prepare(),
+            tuning=restate.SERVING[self.options.restate_http],
+            path=restate.INGRESS_PATH,
+            ok_status=restate.INGRESS_OK_STATUS,
+            launch=lambda _target, env: pair.start(env),
+        )
 
     def _fresh_sqlite(self, target: Target) -> str | None:
         path = self.workdir / f"{target.name.replace(' ', '_').replace('+', '')}.db"
@@ -296,11 +345,19 @@ class Bench:
         progress_every: int = 0,
         on_progress: Callable[[int], None] | None = None,
         on_go: Callable[[], None] | None = None,
+        path: str = "/checkouts",
+        ok_status: int = 201,
+        count_posts: Sequence[tuple[str, str]] = (),
     ) -> dict[str, Any]:
-        """One bounded load; CPU of every watched process over exactly the measured window."""
+        """One bounded load; CPU of every watched process over exactly the measured window.
+
+        ``count_posts``: stand-ins (name, URL) whose ``POST``s in that window are counted too,
+        reported per checkout completed.
+        """
         args = [
             "--url", url, "--n", str(n), "--concurrency", str(concurrency),
             "--warmup", str(warmup), "--time-limit", str(time_limit_s), "--bearer", API_KEY,
+            "--path", path, "--ok-status", str(ok_status),
         ]  # fmt: skip
         if self.options.idempotency_keys:
             args.append("--idempotency-keys")
@@ -319,6 +376,7 @@ class Bench:
             if line != "READY":
                 raise RuntimeError(f"load generator said {line!r}: see {self.workdir / 'load.log'}")
             watch = watch or []
+            posts_before = {name: _posts(base) for name, base in count_posts}
             before = {name: server.cpu_seconds() for name, server in watch}
             loadgen_before = cpu_seconds(load.pid)
             load.stdin.write(b"GO\n")
@@ -337,6 +395,7 @@ class Bench:
                     )
             after = {name: server.cpu_seconds() for name, server in watch}
             loadgen_after = cpu_seconds(load.pid)
+            posts_after = {name: _posts(base) for name, base in count_posts}
             result: dict[str, Any] = json.loads(load.stdout.readline())
             load.wait(30)
         finally:
@@ -346,6 +405,10 @@ class Bench:
         ok = result["ok"] or 1
         result["cpu_ms"] = {name: (after[name] - before[name]) * 1000 / ok for name, _ in watch}
         result["loadgen_process_cpu_ms"] = (loadgen_after - loadgen_before) * 1000 / ok
+        if count_posts:
+            result["posts_per_checkout"] = {
+                name: (posts_after[name] - posts_before[name]) / ok for name, _ in count_posts
+            }
         return result
 
     def warmup_for(self, n: int, concurrency: int) -> int:
@@ -360,6 +423,47 @@ class Bench:
                 self.say(f"SKIPPED {target.name}: {reason}")
                 self.skipped.append((target.name, reason))
                 return
+        running = self._start(target)
+        try:
+            parts = list(running.cpu_parts())
+            watch = [*parts, *self.services[target.group].items()]
+            # Calls per checkout, as each stand-in counted them (the real services do not count).
+            count_posts = (
+                [(name, server.url) for name, server in self.services[STANDINS].items()]
+                if target.group == STANDINS
+                else []
+            )
+            for n, concurrency in self.options.plan:
+                result = self._load(
+                    running.url,
+                    n,
+                    concurrency,
+                    warmup=self.warmup_for(n, concurrency),
+                    time_limit_s=self.options.time_limit_s,
+                    watch=watch,
+                    path=target.path,
+                    ok_status=target.ok_status,
+                    count_posts=count_posts,
+                )
+                if len(parts) > 1:
+                    charge_parts_to_target(result, [name for name, _ in parts])
+                result |= {
+                    "target": target.name,
+                    "kind": target.kind,
+                    "group": target.group,
+                    "database": target.database,
+                    "tuning": target.tuning,
+                    "rss_mb": running.rss_bytes() / 2**20,
+                }
+                self.results.append(result)
+                self.say(report.one_line(result))
+        finally:
+            running.stop()
+
+    def _start(self, target: Target) -> Launched:
+        """The target's processes, ready for a load: one ``Server`` unless it says otherwise."""
+        if target.launch is not None:
+            return target.launch(target, self._env_of(target))
         server = Server(
             target.name.replace(" ", "_").replace("+", ""),
             target.app,
@@ -369,30 +473,7 @@ class Bench:
         )
         if target.kind == "durable" and self.options.orchestrator_workers > 1:
             server.extra_args = ["--workers", str(self.options.orchestrator_workers)]
-        server.start()
-        try:
-            watch = [("target", server), *self.services[target.group].items()]
-            for n, concurrency in self.options.plan:
-                result = self._load(
-                    server.url,
-                    n,
-                    concurrency,
-                    warmup=self.warmup_for(n, concurrency),
-                    time_limit_s=self.options.time_limit_s,
-                    watch=watch,
-                )
-                result |= {
-                    "target": target.name,
-                    "kind": target.kind,
-                    "group": target.group,
-                    "database": target.database,
-                    "tuning": target.tuning,
-                    "rss_mb": server.rss_bytes() / 2**20,
-                }
-                self.results.append(result)
-                self.say(report.one_line(result))
-        finally:
-            server.stop()
+        return _OneServer(server.start())
 
     # --- memory and profile -------------------------------------------------------------------
 
@@ -580,6 +661,41 @@ class Bench:
             self.say(f"wrote {self.options.json_output}")
         errors = sum(r["errors"] for r in self.results) + coordination_failures
         return 1 if errors or not (self.results or self.options.skip_targets or only) else 0
+
+
+@dataclass
+class _OneServer:
+    """A target that is one ``Server``: its CPU is the target's."""
+
+    server: Server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def cpu_parts(self) -> list[tuple[str, CpuSource]]:
+        return [("target", self.server)]
+
+    def rss_bytes(self) -> int:
+        return self.server.rss_bytes()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def charge_parts_to_target(result: dict[str, Any], parts: list[str]) -> None:
+    """A target of several processes: their CPU summed as the target's, each kept apart too."""
+    cpu = result["cpu_ms"]
+    result["target_cpu_ms"] = {name: cpu.pop(name) for name in parts}
+    result["cpu_ms"] = {"target": sum(result["target_cpu_ms"].values()), **cpu}
+
+
+def _posts(url: str) -> int:
+    """How many ``POST``s a stand-in has answered so far."""
+    answer = httpx.get(f"{url}{POSTS_PATH}", timeout=5)
+    answer.raise_for_status()
+    posts: int = answer.json()["posts"]
+    return posts
 
 
 def run(options: Options) -> int:

@@ -9,6 +9,8 @@ nothing more, so the orchestrator's own cost is what a benchmark measures:
 - ``POST /checkouts/{id}/void`` → 200 (compensation: warehouse's released reservation, rewards'
   reversals)
 - ``GET /readyz``, ``GET /healthz`` → 200; any other ``GET`` → 200 ``{"items": []}``
+- ``GET /_bench/posts`` → 200 ``{"posts": N}``: the ``POST``s answered so far, so the bench can
+  tell how many calls each checkout of a target made (replays included)
 
 ``STANDIN_DELAY_MS`` adds that latency to every ``POST`` (a service slower than free: what
 running steps at once saves is measured against it, ``bench.plans``).
@@ -35,6 +37,7 @@ _EMPTY_LIST = b'{"items":[]}'
 _NOT_FOUND = b'{"type":"about:blank","title":"Not Found","status":404}'
 # Replays kept per process; the oldest are forgotten past this (a bench never repeats that far back).
 MAX_REMEMBERED_KEYS = 200_000
+POSTS_PATH = "/_bench/posts"
 
 
 class StandIns:
@@ -46,6 +49,7 @@ class StandIns:
         self.counter = itertools.count(1)
         self.replays: OrderedDict[bytes, tuple[int, bytes]] = OrderedDict()
         self.requests = 0
+        self.posts = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -68,8 +72,10 @@ class StandIns:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         self.requests += 1
-        if self.delay_s and scope["method"] == "POST":
-            await asyncio.sleep(self.delay_s)
+        if scope["method"] == "POST":
+            self.posts += 1
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
         status, payload = self.answer(scope, body)
         await send(
             {
@@ -86,6 +92,8 @@ class StandIns:
         if method == "GET":
             if path in ("/readyz", "/healthz"):
                 return 200, _READY
+            if path == POSTS_PATH:
+                return 200, json.dumps({"posts": self.posts}).encode()
             return 200, _EMPTY_LIST
         if method != "POST":
             return 404, _NOT_FOUND
