@@ -135,7 +135,7 @@ async def insert(
             "names": [step.name for step in steps],
             "positions": [step.position for step in steps],
         }
-        await database.execute(_INSERT_WITH_STEPS, values)
+        await database.write(_INSERT_WITH_STEPS, values)
         return
     step_rows = [
         {"id": checkout.id, "name": s.name, "position": s.position, "status": s.status}
@@ -166,7 +166,7 @@ async def save_first_response(
     database: Database, checkout_id: uuid.UUID, status: int, body: str
 ) -> None:
     """Keep the first answer to a keyed request; later answers never overwrite it."""
-    await database.execute(_FIRST_RESPONSE, {"status": status, "body": body, "id": checkout_id})
+    await database.write(_FIRST_RESPONSE, {"status": status, "body": body, "id": checkout_id})
 
 
 # --- leases and operator requests ----------------------------------------------------------
@@ -279,7 +279,8 @@ async def fenced_write(
         params = fence_params.copy()
         for one in step_params:
             params |= one
-        result = await database.execute(together if changed else fence, params)
+        # Under load, committed together with other checkouts' writes (group commit).
+        result = await database.write(together if changed else fence, params)
         written = (result.rows[0][0] if changed else result.rowcount) == 1
         if written:
             return True, None

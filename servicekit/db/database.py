@@ -15,9 +15,11 @@ Where a transaction runs:
 
 - **PostgreSQL**: on the event loop, on a connection of a ``psycopg_pool`` pool in autocommit
   mode; ``run`` begins and ends the transaction, and ``execute`` (one statement) is one round
-  trip. Instead of a ``SELECT 1`` before each borrowed connection, the pool's check looks whether
-  the idle connection's socket has anything to read, which costs no round trip: a server that
-  ended the session has said so or closed the socket, and only then is the connection pinged.
+  trip; ``write`` (one statement that writes) may share both with other callers' writes under
+  load (``servicekit.db.group_commit``). Instead of a ``SELECT 1`` before each borrowed
+  connection, the borrow looks whether the idle connection's socket has anything to read, which
+  costs no round trip: a server that ended the session has said so or closed the socket, and
+  only then is the connection pinged.
 - **SQLite**: on the event loop itself when the database is free, which is nearly always: with
   WAL and ``synchronous=NORMAL`` a transaction takes tens of microseconds, less than handing it
   to a thread and being woken with its result. The loop's connection has a busy timeout of zero:
@@ -51,6 +53,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.exc import DBAPIError
 
 from servicekit.db import sqlite
+from servicekit.db.group_commit import GroupCommit
 from servicekit.db.statements import (
     READ,
     SQL,
@@ -119,6 +122,13 @@ class Database:
             return await transaction.result(statement, params)
 
         return await self._run(work, STATEMENT)
+
+    async def write(self, statement: SQL, params: Params | None = None) -> Result:
+        """One statement that writes, committed when this returns, as ``execute``; on
+        PostgreSQL it may share its transaction and round trip with other callers' writes
+        under load (``servicekit.db.group_commit``), so use it only for a statement whose
+        effect stands on its own."""
+        return await self.execute(statement, params)
 
     async def _run(self, work: Work[T], kind: str) -> T:
         raise NotImplementedError
@@ -296,6 +306,7 @@ class PostgresDatabase(Database):
         self.name = name
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.group_commit = GroupCommit(self.execute, self._borrow_any, self._give_back)
 
     async def _connected(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         if self.closed:
@@ -342,6 +353,16 @@ class PostgresDatabase(Database):
             await connection.close()
             await pool.putconn(connection)
 
+    async def write(self, statement: SQL, params: Params | None = None) -> Result:
+        return await self.group_commit.write(statement, params)
+
+    async def _borrow_any(self) -> psycopg.AsyncConnection[Any]:
+        return await self._borrow(await self._connected())
+
+    async def _give_back(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        assert self._pool is not None
+        await self._pool.putconn(connection)
+
     async def _run(self, work: Work[T], kind: str) -> T:
         pool = await self._connected()
         connection = await self._borrow(pool)
@@ -364,5 +385,6 @@ class PostgresDatabase(Database):
         if self.closed:
             return
         self.closed = True
+        await self.group_commit.close()
         if self._pool is not None:
             await self._pool.close()
