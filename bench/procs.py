@@ -117,8 +117,40 @@ def stop_all() -> None:
         _live.pop(popen.pid, None)
 
 
+class OwnProcess:
+    """What the bench reads of a process it started; ``popen`` and ``log`` are the subclass's."""
+
+    popen: subprocess.Popen[bytes] | None
+
+    @property
+    def log(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen is not None:
+            stop(self.popen)
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and its live children so far."""
+        return cpu_seconds(self.pid)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and its live children (uvicorn --workers)."""
+        return rss_bytes(self.pid)
+
+
 @dataclass
-class Server:
+class Server(OwnProcess):
     """One uvicorn process serving ``app`` (a factory) on a free port of 127.0.0.1."""
 
     name: str
@@ -143,11 +175,6 @@ class Server:
     @property
     def log(self) -> Path:
         return self.workdir / f"{self.name}.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
 
     def start(self) -> Server:
         if self.serve:
@@ -181,23 +208,6 @@ class Server:
                         f"{self.name} not ready in {READY_TIMEOUT_S} s:\n{self.tail()}"
                     )
                 time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.popen is not None:
-            stop(self.popen)
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the process and its live children so far."""
-        return cpu_seconds(self.pid)
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the process and its live children (uvicorn --workers)."""
-        return rss_bytes(self.pid)
 
 
 def spawn(

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.procs import Server, cpu_seconds, free_port, rss_bytes, spawn, stop
+from bench.procs import OwnProcess, Server, free_port, spawn
 
 VERSION = "1.7.12"
 PACKAGE = "@restatedev/restate-server"
@@ -195,7 +195,7 @@ def sdk_unavailable_reason(http: str) -> str | None:
 
 
 @dataclass
-class RestateServer:
+class RestateServer(OwnProcess):
     """One restate-server process on free ports of 127.0.0.1, its data under ``workdir``."""
 
     binary: Path
@@ -216,11 +216,6 @@ class RestateServer:
     @property
     def log(self) -> Path:
         return self.workdir / "restate-server.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
 
     def start(self) -> RestateServer:
         base_dir = self.workdir / "restate-data"
@@ -277,21 +272,6 @@ class RestateServer:
                 f"registering {uri} with restate-server answered {answer.status_code}: "
                 f"{answer.text[:500]}"
             )
-
-    def stop(self) -> None:
-        if self.popen is not None:
-            stop(self.popen)
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
 
 
 @dataclass
