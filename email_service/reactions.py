@@ -13,6 +13,7 @@ dead-letter queue.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +34,14 @@ from servicekit.events.saga import (
     refusal,
     step_reactions,
 )
+from servicekit.idempotency import StoredResponse
 from servicekit.problems import ProblemError
 
 STEP = "email"
 CONFIRMATION = "order_confirmation"
 CANCELLATION = "order_cancelled"
+# How often a delivery held by another is looked at again.
+IN_PROGRESS_POLL_S = 1.0
 
 
 def _email(event: Event, template: str) -> EmailCreate:
@@ -69,9 +73,26 @@ def reactions_with(mailer: Mailer) -> Callable[[Database], dict[str, Reaction]]:
     """The email service's reactions, delivering through ``mailer``."""
 
     def reactions(database: Database) -> dict[str, Reaction]:
+        async def submit(event: Event, template: str) -> StoredResponse:
+            """The email sent, waiting out another delivery of it that holds its lease.
+
+            That other delivery is a twin of this message being delivered now, or a process
+            killed mid-delivery whose lease expires within the mailer's timeout and a margin;
+            the reactor's own retries (a few seconds) would dead-letter the event before then.
+            """
+            waited_s, most_s = 0.0, mailer.timeout_s + outbox.LEASE_MARGIN_S + outbox.RETRY_AFTER_S
+            while True:
+                try:
+                    return await outbox.submit(database, mailer, _email(event, template), key=None)
+                except DeliveryInProgressError:
+                    if waited_s >= most_s:
+                        raise
+                    await asyncio.sleep(IN_PROGRESS_POLL_S)
+                    waited_s += IN_PROGRESS_POLL_S
+
         async def send(event: Event, template: str) -> dict[str, Any] | ProblemError:
             try:
-                sent = await outbox.submit(database, mailer, _email(event, template), key=None)
+                sent = await submit(event, template)
             except (DeliveryFailedError, DeliveryInProgressError):
                 raise  # transient: the reactor tries again
             except ProblemError as exc:
