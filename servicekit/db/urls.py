@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 
@@ -37,12 +38,23 @@ def is_sqlite(url: str) -> bool:
 
 
 def postgres_conninfo(url: str) -> str:
-    """``url`` as psycopg takes it (no SQLAlchemy driver name)."""
-    return (
-        make_url(normalize_url(url, asynchronous=False))
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+    """``url`` as psycopg takes it: ``key=value`` pairs, the query's parameters among them.
+
+    Not the URL rendered again: SQLAlchemy writes a space in a query value as ``+``, which libpq
+    does not decode (``?options=-c%20statement_timeout%3D5000`` would reach the server as
+    ``-c+statement_timeout=5000``).
+    """
+    parsed = make_url(normalize_url(url, asynchronous=False))
+    given: dict[str, str | int | None] = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+    }
+    for key, value in parsed.query.items():
+        given[key] = value if isinstance(value, str) else value[-1]
+    return make_conninfo("", **{key: value for key, value in given.items() if value is not None})
 
 
 def sqlite_file(url: str) -> str:

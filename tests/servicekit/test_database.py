@@ -809,3 +809,22 @@ def test_postgresql_connections_time_out_on_an_unreachable_server_unless_the_url
     parsed = psycopg.conninfo.conninfo_to_dict(own)
     assert (parsed["tcp_user_timeout"], parsed["connect_timeout"]) == ("3000", "1")
     assert parsed["keepalives_idle"] == "5"
+
+
+def test_a_postgresql_url_s_query_reaches_libpq_decoded() -> None:
+    """``?options=-c%20…`` arrives with its spaces (a rendered URL would turn them into ``+``)."""
+    parsed = psycopg.conninfo.conninfo_to_dict(
+        postgres_conninfo(
+            "postgresql+psycopg://app:p%40ss@db:5433/orders"
+            "?options=-c%20statement_timeout%3D5000&sslmode=disable"
+        )
+    )
+    assert parsed == {
+        "host": "db",
+        "port": "5433",
+        "user": "app",
+        "password": "p@ss",
+        "dbname": "orders",
+        "options": "-c statement_timeout=5000",
+        "sslmode": "disable",
+    }
