@@ -84,6 +84,11 @@ _PING = SQL("SELECT 1")
 # instead of failing, and the request answering 503 (nothing kept). With them, unacknowledged
 # bytes fail the connection after 10 s, keepalives find an idle dead one in ~11 s, and a new
 # connection gives up after 5 s.
+# The server's side too (``options``): a client cut off in the middle of a transaction (a batch
+# of the group commit whose COMMIT never arrived) would leave its session open, holding its
+# rows' locks until the server's TCP noticed, two hours by default; every replica claiming those
+# checkouts would wait on them. The server's keepalives end such a session within ~11 s, and
+# one idle in a transaction after 10 s (no transaction of the suite waits between statements).
 CONNECTION_TIMEOUTS = {
     "connect_timeout": "5",
     "tcp_user_timeout": "10000",
@@ -91,6 +96,10 @@ CONNECTION_TIMEOUTS = {
     "keepalives_idle": "5",
     "keepalives_interval": "2",
     "keepalives_count": "3",
+    "options": (
+        "-c idle_in_transaction_session_timeout=10000 -c tcp_user_timeout=10000"
+        " -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+    ),
 }
 
 

@@ -8,6 +8,7 @@ SQLite ``write`` is ``execute``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -166,3 +167,27 @@ async def test_a_lost_connection_fails_its_whole_batch_and_sends_none_again(
     assert await _hits(database) == {1: 2}  # the two slow writes before the batch, not the batch's
     assert isinstance(database, PostgresDatabase)
     assert database.group_commit.stats.batches_retried == 0
+
+
+@POSTGRES_ONLY
+async def test_writes_behind_stuck_ones_are_sent_without_waiting_for_them(
+    database: Database,
+) -> None:
+    """Writes under way far longer than any healthy one (a server that stopped answering) are
+    stuck, not busy: a write arriving behind them, and those already waiting, go at once."""
+    await _add(database, range(1, 2))
+    done_at: dict[int, float] = {}
+
+    async def add(i: int) -> None:
+        await database.write(ADD, {"id": i})
+        done_at[i] = time.monotonic()
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        await _occupy(database, group, 2.0)
+        group.start_soon(add, 10)  # waits: the writes under way are only busy yet
+        await anyio.sleep(0.7)  # now past STALLED_S
+        group.start_soon(add, 11)
+    assert done_at[10] - started < 1.5, done_at
+    assert done_at[11] - started < 1.5, done_at
+    assert set(await _hits(database)) == {1, 10, 11}
