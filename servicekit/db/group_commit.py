@@ -33,7 +33,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from servicekit.db.statements import SQL, Params, Result, wrapped
-from servicekit.db.values import postgres_param
+from servicekit.db.values import postgres_params
 
 # How many writes may be on their way at once (alone or as a batch); the ones behind wait and
 # are then sent together. Two: one batch fills while the other is in flight.
@@ -87,8 +87,8 @@ class GroupCommit:
         self.concurrency = concurrency
         self.max_batch = max_batch
         self.stats = GroupCommitStats()
-        self._under_way = 0
-        # When each write or batch under way was sent (monotonic), to tell busy from stuck.
+        # When each write or batch under way was sent (monotonic): how many there are, and
+        # whether they are busy or stuck.
         self._sent_at: dict[int, float] = {}
         self._next_id = 0
         self._waiting: deque[_Write] = deque()
@@ -99,10 +99,9 @@ class GroupCommit:
         """``statement`` committed, possibly in one transaction with other callers' writes."""
         if self._closed:
             raise RuntimeError("the database is closed")
-        stalled = self._stalled()
-        if stalled:
+        if self._stalled():
             self._drain_soon(beyond_concurrency=True)  # those waiting go now, too
-        elif self._under_way >= self.concurrency or self._waiting:
+        elif len(self._sent_at) >= self.concurrency or self._waiting:
             write = _Write(statement, params)
             self._waiting.append(write)
             self._drain_soon()
@@ -117,23 +116,21 @@ class GroupCommit:
             self._drain_soon()
 
     def _begin(self) -> int:
-        self._under_way += 1
         self._next_id += 1
         self._sent_at[self._next_id] = time.monotonic()
         return self._next_id
 
     def _end(self, token: int) -> None:
-        self._under_way -= 1
         del self._sent_at[token]
 
     def _stalled(self) -> bool:
         """Whether the writes under way fill every place and the oldest is stuck."""
-        if self._under_way < self.concurrency or not self._sent_at:
+        if len(self._sent_at) < self.concurrency:
             return False
         return time.monotonic() - min(self._sent_at.values()) > STALLED_S
 
     def _drain_soon(self, *, beyond_concurrency: bool = False) -> None:
-        if self._waiting and (beyond_concurrency or self._under_way < self.concurrency):
+        if self._waiting and (beyond_concurrency or len(self._sent_at) < self.concurrency):
             task = asyncio.get_running_loop().create_task(self._drain(self._begin()))
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
@@ -174,6 +171,13 @@ class GroupCommit:
             for write in batch:
                 await self._send_alone(write)
             return
+        except Exception as exc:
+            # Nothing was sent (no connection to be had, the database closed): each caller learns
+            # why, rather than waiting for an answer that never comes.
+            for write in batch:
+                if not write.answer.done():
+                    write.answer.set_exception(exc)
+            return
         self.stats.batches += 1
         self.stats.batched += len(batch)
         for write, result in zip(batch, results, strict=True):
@@ -202,9 +206,7 @@ class GroupCommit:
                 cursors = [
                     await connection.execute(
                         write.statement.postgres,
-                        {k: postgres_param(v) for k, v in write.params.items()}
-                        if write.params
-                        else None,
+                        postgres_params(write.params) if write.params else None,
                     )
                     for write in batch
                 ]

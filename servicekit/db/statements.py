@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from servicekit.db.values import postgres_param, sqlite_params
+from servicekit.db.values import postgres_params, sqlite_params
 
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
@@ -183,9 +183,7 @@ class PostgresTransaction(Transaction):
                 self._open = True
             if not params:
                 return await self.connection.execute(statement.postgres)
-            return await self.connection.execute(
-                statement.postgres, {key: postgres_param(value) for key, value in params.items()}
-            )
+            return await self.connection.execute(statement.postgres, postgres_params(params))
         except psycopg.Error as exc:
             raise wrapped(exc, statement, psycopg.Error) from exc
 

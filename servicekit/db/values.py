@@ -62,6 +62,11 @@ def postgres_param(value: Any) -> Any:
     return value
 
 
+def postgres_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter of a statement as psycopg takes it."""
+    return {key: postgres_param(value) for key, value in params.items()}
+
+
 def uuid_of(value: Any) -> UUID:
     """A ``Uuid`` column's value, as either backend returns it."""
     return value if isinstance(value, UUID) else UUID(hex=value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import psycopg
@@ -18,7 +19,8 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from servicekit.db.database import Database, PostgresDatabase
-from servicekit.db.statements import SQL, Transaction
+from servicekit.db.group_commit import GroupCommit
+from servicekit.db.statements import SQL, Result, Transaction
 from servicekit.db.urls import postgres_conninfo
 
 pytestmark = pytest.mark.anyio
@@ -191,3 +193,36 @@ async def test_writes_behind_stuck_ones_are_sent_without_waiting_for_them(
     assert done_at[10] - started < 1.5, done_at
     assert done_at[11] - started < 1.5, done_at
     assert set(await _hits(database)) == {1, 10, 11}
+
+
+async def test_a_batch_that_gets_no_connection_fails_its_writes_instead_of_leaving_them_waiting() -> (
+    None
+):
+    """No connection to be had for a batch (here: the database closing): every write of it is
+    answered with the error, none waits forever."""
+
+    async def alone(_: SQL, __: object) -> Result:
+        await anyio.sleep(0.1)
+        return Result([], 1)
+
+    async def no_connection() -> Any:
+        raise RuntimeError("the database is closed")
+
+    async def give_back(_: object) -> None:
+        raise AssertionError("nothing was borrowed")
+
+    commit = GroupCommit(alone, no_connection, give_back)
+    outcomes: list[str] = []
+
+    async def write() -> None:
+        try:
+            await commit.write(HIT, {"id": 1})
+            outcomes.append("written")
+        except RuntimeError:
+            outcomes.append("refused")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            for _ in range(commit.concurrency + 3):
+                group.start_soon(write)
+    assert sorted(outcomes) == ["refused"] * 3 + ["written"] * commit.concurrency
