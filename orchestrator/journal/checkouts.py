@@ -148,7 +148,8 @@ async def insert(
         if also is not None:
             await also(tx)
 
-    await database.run(work)
+    # Under load, committed together with other checkouts' writes (group commit).
+    await database.run(work, shared=True)
 
 
 async def load(database: Database, checkout_id: uuid.UUID) -> Loaded | None:
@@ -297,7 +298,8 @@ async def fenced_write(
             await tx.execute(update, params)
         return True, None
 
-    return await database.run(work)
+    # A refused fence writes nothing, so it may share a transaction like any other (group commit).
+    return await database.run(work, shared=True)
 
 
 # --- lists ---------------------------------------------------------------------------------

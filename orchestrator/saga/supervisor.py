@@ -82,7 +82,9 @@ class Supervisor:
         self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None
     ) -> Loaded | None:
         try:
-            return await self.runner.drive(checkout_id, token, loaded)
+            # Sagas in flight at once: their journal writes may share transactions (SQLite).
+            with self.journal.database.writer():
+                return await self.runner.drive(checkout_id, token, loaded)
         except LeaseLostError as exc:
             log.warning(
                 "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)

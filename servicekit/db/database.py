@@ -27,6 +27,10 @@ Where a transaction runs:
   SQLite says BUSY at once, the attempt is rolled back, and ``work`` runs again in a worker
   thread, one at a time, on a connection that waits for the lock. Once a transaction holds the
   write lock a WAL database does not wait again before its commit, so the loop never waits.
+- **Group commit (SQLite)**: ``run(work, shared=True)`` and ``write`` wait for the end of the
+  loop's turn, and the shared transactions of that turn are committed as one
+  (``servicekit.db.sqlite_group_commit``); each caller still returns only once its own is
+  committed.
 - **Checkpoints (SQLite)**: the loop's connection does not copy the WAL into the database file
   by itself (copying pages and syncing the file would stall the loop). After about as many row
   changes as SQLite would checkpoint on its own, the worker thread makes a RESTART checkpoint,
@@ -44,6 +48,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 import anyio
@@ -54,6 +59,7 @@ from sqlalchemy.exc import DBAPIError
 
 from servicekit.db import sqlite
 from servicekit.db.group_commit import GroupCommit
+from servicekit.db.sqlite_group_commit import SqliteGroupCommit, complete
 from servicekit.db.statements import (
     READ,
     SQL,
@@ -117,10 +123,14 @@ class Database:
         """The database ``url`` names (connections are made on first use). ``name``: the pool's."""
         return SqliteDatabase(url) if is_sqlite(url) else PostgresDatabase(url, name=name)
 
-    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+    async def run(self, work: Work[T], *, read_only: bool = False, shared: bool = False) -> T:
         """``work(transaction)`` as one transaction: committed if it returns, rolled back if not.
 
         ``read_only``: a transaction that only reads, on one snapshot, taking no write lock.
+        ``shared``: on SQLite, a write that may be committed in one transaction with the other
+        shared ones of the same moment (``servicekit.db.sqlite_group_commit``), so ``work``
+        must write nothing it would not write alone; on PostgreSQL it is a transaction of its
+        own (there, single statements are shared: ``write``).
         """
         raise NotImplementedError
 
@@ -133,11 +143,18 @@ class Database:
         return await self._run(work, STATEMENT)
 
     async def write(self, statement: SQL, params: Params | None = None) -> Result:
-        """One statement that writes, committed when this returns, as ``execute``; on
-        PostgreSQL it may share its transaction and round trip with other callers' writes
-        under load (``servicekit.db.group_commit``), so use it only for a statement whose
-        effect stands on its own."""
+        """One statement that writes, committed when this returns, as ``execute``; it may
+        share its transaction with other callers' writes under load (on PostgreSQL its round
+        trip too: ``servicekit.db.group_commit``; on SQLite ``run(shared=True)``), so use it
+        only for a statement whose effect stands on its own."""
         return await self.execute(statement, params)
+
+    def writer(self) -> AbstractContextManager[None]:
+        """Mark a task that writes (``write``, ``run(shared=True)``) while others may: on SQLite
+        a shared transaction waits to be committed with others only while two or more tasks
+        are marked, since alone nothing could share it (on PostgreSQL, writes under way are
+        the sign of load, and this marks nothing)."""
+        return nullcontext()
 
     async def _run(self, work: Work[T], kind: str) -> T:
         raise NotImplementedError
@@ -151,16 +168,6 @@ class Database:
         raise NotImplementedError
 
 
-def _complete(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a SQLite transaction function to its end in one step (it never suspends)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as finished:
-        return finished.value  # type: ignore[no-any-return]
-    coroutine.close()
-    raise RuntimeError("a SQLite transaction function awaited something other than its statements")
-
-
 class SqliteDatabase(Database):
     """Transactions on one SQLite file: on the event loop, or in a worker thread when busy."""
 
@@ -172,18 +179,35 @@ class SqliteDatabase(Database):
         self._limiter: anyio.CapacityLimiter | None = None
         self._changes_at_checkpoint = 0
         self._checkpoint_ended: anyio.Event | None = None  # set while a checkpoint runs
+        self._checkpointing: asyncio.Task[None] | None = None  # one started after a batch
         #: how many transactions ran on the loop, and in the thread (for tests and benchmarks)
         self.on_loop = 0
         self.in_thread = 0
+        self.group_commit = SqliteGroupCommit(
+            self._batch_transaction, self._run_write, self._after_batch
+        )
 
-    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+    async def run(self, work: Work[T], *, read_only: bool = False, shared: bool = False) -> T:
+        if shared and not read_only:
+            result: T = await self.group_commit.run(work)
+            return result
         return await self._run(work, READ if read_only else WRITE)
+
+    async def write(self, statement: SQL, params: Params | None = None) -> Result:
+        async def work(transaction: Transaction) -> Result:
+            return await transaction.result(statement, params)
+
+        return await self.run(work, shared=True)
+
+    def writer(self) -> AbstractContextManager[None]:
+        return self.group_commit.writer()
+
+    async def _run_write(self, work: Work[T]) -> T:
+        return await self._run(work, WRITE)
 
     async def _run(self, work: Work[T], kind: str) -> T:
         if self.closed:
             raise RuntimeError("the database is closed")
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
         # A commit on the loop during a checkpoint would keep it from starting the WAL over: wait
         # for it, and for the next one if another waiter's commit has started one meanwhile.
         while self._checkpoint_ended is not None:
@@ -195,12 +219,47 @@ class SqliteDatabase(Database):
             self.on_loop += 1
             connection = self._loop_connection
             assert connection is not None
-            if connection.total_changes - self._changes_at_checkpoint >= CHECKPOINT_AFTER_CHANGES:
-                self._changes_at_checkpoint = connection.total_changes
+            if self._checkpoint_due(connection):
                 await self._checkpoint()
             return result  # type: ignore[return-value]
         self.in_thread += 1
-        return await anyio.to_thread.run_sync(self._in_thread, work, kind, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(
+            self._in_thread, work, kind, limiter=self._thread_limiter()
+        )
+
+    def _checkpoint_due(self, connection: sqlite3.Connection) -> bool:
+        """Whether enough rows changed for a checkpoint (and, if so, counting starts again)."""
+        if connection.total_changes - self._changes_at_checkpoint < CHECKPOINT_AFTER_CHANGES:
+            return False
+        self._changes_at_checkpoint = connection.total_changes
+        return True
+
+    def _thread_limiter(self) -> anyio.CapacityLimiter:
+        # Made on first use, in a task: anyio needs to know the event loop's library.
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return self._limiter
+
+    def _batch_transaction(self) -> SqliteTransaction | None:
+        """A write transaction on the loop's connection for a batch, or None if not now."""
+        if self.closed or self._checkpoint_ended is not None:
+            return None  # each runs alone: those wait for the checkpoint, or fail as closed
+        connection = self._loop_connection
+        if connection is None:
+            try:
+                connection = self._open_loop_connection()
+            except sqlite3.Error:
+                return None
+        elif self._loop_thread != threading.get_ident():
+            return None
+        return SqliteTransaction(connection, WRITE)
+
+    def _after_batch(self, count: int) -> None:
+        self.on_loop += count
+        connection = self._loop_connection
+        if connection is not None and self._checkpoint_due(connection):
+            # In a task of its own: a batch is committed from a callback, not a task.
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
 
     def _on_loop(self, work: Work[T], kind: str) -> tuple[bool, T | None]:
         """Run ``work`` here and now, unless the database is busy: (done, its result)."""
@@ -216,7 +275,7 @@ class SqliteDatabase(Database):
             return False, None  # another thread's event loop: this connection is not its own
         transaction = SqliteTransaction(connection, kind)
         try:
-            result: T = _complete(work(transaction))
+            result: T = complete(work(transaction))
             transaction.end(commit=True)
             return True, result
         except DBAPIError as exc:
@@ -247,17 +306,20 @@ class SqliteDatabase(Database):
     def _in_thread(self, work: Work[T], kind: str) -> T:
         transaction = SqliteTransaction(self._thread_side(), kind)
         try:
-            result: T = _complete(work(transaction))
+            result: T = complete(work(transaction))
             transaction.end(commit=True)
             return result
         finally:
             transaction.end(commit=False)
 
     async def _checkpoint(self) -> None:
+        if self.closed:  # one started after a batch, run after ``close``
+            return
         ended = self._checkpoint_ended = anyio.Event()
         try:
             await anyio.to_thread.run_sync(
-                lambda: sqlite.restart_checkpoint(self._thread_side()), limiter=self._limiter
+                lambda: sqlite.restart_checkpoint(self._thread_side()),
+                limiter=self._thread_limiter(),
             )
         except sqlite3.Error:
             pass  # a failed checkpoint is tried again at the next one
@@ -341,7 +403,8 @@ class PostgresDatabase(Database):
         self._pool, self._loop = pool, asyncio.get_running_loop()
         return pool
 
-    async def run(self, work: Work[T], *, read_only: bool = False) -> T:
+    async def run(self, work: Work[T], *, read_only: bool = False, shared: bool = False) -> T:
+        del shared  # on PostgreSQL, single statements are what is shared (``write``)
         return await self._run(work, READ if read_only else WRITE)
 
     async def _borrow(

@@ -3,7 +3,7 @@
 On PostgreSQL: the writes behind those under way go as one transaction; each caller still gets
 its own answer, a failing statement fails only its own caller, a write cancelled before it was
 sent is never applied, and a lost connection fails its batch without sending it again. On
-SQLite ``write`` is ``execute``.
+SQLite ``write`` is a shared transaction (``test_sqlite_group_commit``).
 """
 
 from __future__ import annotations
