@@ -1,4 +1,10 @@
-"""Per-client rate limit on placing checkouts, on the ``limits`` library (moving window).
+"""Per-client rate limit on placing checkouts, on the ``limits`` library (sliding window counter).
+
+A sliding window counter keeps two counters per client (this window's and the last one's,
+weighted by how much of it still overlaps), so a hit costs the same at any budget. The moving
+window it replaces kept one entry per request in the window (2,000 at the default budget),
+and its expiry task held the client's lock across a thread hop, so that at 32 checkouts at
+once they queued behind it: ~2 % of the orchestrator's CPU per checkout in the profile.
 
 The bucket is the client's API key (a hash of it, never the key) or, when the orchestrator is
 open, the client's address. Each replica counts on its own with ``memory://``; point
@@ -13,7 +19,7 @@ import time
 
 from fastapi import Request
 from limits import RateLimitItem, parse_many
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from servicekit.problems import ProblemError
@@ -34,7 +40,7 @@ class CheckoutRateLimit:
         self.items: list[RateLimitItem] = parse_many(spec) if spec.strip() else []
         # The asyncio flavour of the storage: "async+memory://", "async+redis://…".
         async_url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
-        self.limiter = MovingWindowRateLimiter(storage_from_string(async_url))
+        self.limiter = SlidingWindowCounterRateLimiter(storage_from_string(async_url))
 
     async def __call__(self, request: Request) -> None:
         if not self.items:
