@@ -1,6 +1,7 @@
 """What the saga and its journal cost per checkout, without HTTP: CPU µs in one process.
 
-``python -m bench.experiments.saga_cost [--n 3000] [--url sqlite:///…|postgresql://…] [--statements]``
+``python -m bench.experiments.saga_cost [--n 3000] [--url sqlite:///…|postgresql://…] [--statements]
+[--concurrency 32 [--group-commit on|off|both]]``
 
 Creates checkouts as ``POST /checkouts`` does (``api._new_checkout``, ``Journal.create``) and drives
 each to completion with the real ``SagaRunner``, journal, retry policy and telemetry (metrics on),
@@ -11,6 +12,12 @@ runs, by kind (INSERT, UPDATE, COMMIT; a transaction's BEGIN counts with its fir
 checkout. ``--profile`` prints cProfile's top
 functions (its overhead inflates Python-heavy code: read proportions, not times).
 
+``--concurrency C`` drives C checkouts at once (each step's call yields to the loop once, as a
+real call does), each drive marked as a concurrent writer as the supervisor marks its sagas;
+``--group-commit off`` leaves them unmarked, so no journal write waits to share a transaction,
+and ``both`` alternates the two, three rounds each, in this one process: an A/B of the group
+commit with the machine's noise shared by both.
+
 The default database is a fresh SQLite file; ``--url`` takes a PostgreSQL database (its tables
 are created by the migrations if missing).
 """
@@ -18,6 +25,8 @@ are created by the migrations if missing).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import collections
 import cProfile
 import pstats
@@ -47,13 +56,16 @@ from servicekit.migrations import upgrade
 class InstantStep:
     """A step whose call succeeds at once, shaped like the real ones."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, yields: bool = False) -> None:
         self.name = name
+        self.yields = yields
 
     def applies(self, _ctx: SagaContext) -> bool:
         return True
 
     async def execute(self, _ctx: SagaContext) -> Outcome:
+        if self.yields:  # other checkouts run meanwhile, as during a call
+            await asyncio.sleep(0)
         return 201, {"id": "0" * 32, "status": "ok"}
 
     async def compensate(self, _ctx: SagaContext, _result: dict[str, Any] | None) -> Compensation:
@@ -97,7 +109,8 @@ async def main(args: argparse.Namespace) -> None:
     database = Database.open(url)
     settings = Settings(database_url=url)
     journal = Journal(database, owner="saga-cost", lease_ttl_s=30)
-    steps = {name: InstantStep(name) for name in settings.step_order}
+    concurrent = args.concurrency > 1
+    steps = {name: InstantStep(name, yields=concurrent) for name in settings.step_order}
     policy = RetryPolicy(
         max_attempts=3, deadline_s=10, initial_delay_s=0.1, max_delay_s=1, jitter_s=0
     )
@@ -105,28 +118,52 @@ async def main(args: argparse.Namespace) -> None:
     runner = SagaRunner(journal, steps, policy, telemetry=telemetry)  # type: ignore[arg-type]
     body = CheckoutCreate.model_validate(CHECKOUT_EXAMPLE)
 
-    async def one() -> None:
+    async def one(group_commit: bool) -> None:
         checkout = _new_checkout(body, settings, None, "")
         recorded = await journal.create(checkout, settings.step_order)
-        ended = await runner.drive(checkout.id, checkout.lease_token, recorded)
+        # As ``Supervisor`` marks each saga it drives.
+        with database.writer() if group_commit else contextlib.nullcontext():
+            ended = await runner.drive(checkout.id, checkout.lease_token, recorded)
         # The runner's records, as the journal committed them.
         if ended is None or ended[0].status != "completed":
             raise RuntimeError(f"checkout {checkout.id} did not complete: {ended}")
 
-    for _ in range(min(300, args.n)):  # warm-up: statement caches, pools
-        await one()
+    async def checkouts(n: int, group_commit: bool) -> float:
+        """CPU seconds for ``n`` checkouts, ``args.concurrency`` at a time."""
+        left = [n]
+
+        async def worker() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                await one(group_commit)
+
+        cpu = time.process_time()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        return time.process_time() - cpu
+
+    await checkouts(min(300, args.n), True)  # warm-up: statement caches, pools
     times.clear()
     profile = cProfile.Profile() if args.profile else None
     if profile:
         profile.enable()
-    cpu = time.process_time()
-    for _ in range(args.n):
-        await one()
-    cpu = time.process_time() - cpu
+    modes = {"on": [True], "off": [False], "both": [True, False] * 3}[args.group_commit]
+    spent: dict[bool, list[float]] = {True: [], False: []}
+    for mode in modes:
+        spent[mode].append(await checkouts(args.n, mode))
     if profile:
         profile.disable()
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
-    emit(f"{url.split(':')[0]}: {1e6 * cpu / args.n:.0f} µs CPU per checkout (saga and journal)")
+    runs = len(modes)
+    where = f"{url.split(':')[0]}, {args.concurrency} at a time"
+    for mode, seconds in spent.items():
+        if seconds:
+            each = ", ".join(f"{1e6 * s / args.n:.0f}" for s in seconds)
+            label = "group commit" if mode else "no group commit"
+            emit(f"{where}, {label}: {each} µs CPU per checkout (saga and journal)")
+    shared = getattr(getattr(database, "group_commit", None), "shared", None)
+    if concurrent and shared is not None:
+        emit(f"{where}: {shared} journal transactions committed together with others")
+    args.n *= runs  # the statements' times below are over every run
     for kind, seconds in sorted(times.items(), key=lambda item: -item[1]):
         emit(f"  {kind:15s} {1e6 * seconds / args.n:6.1f} µs per checkout")
     await database.close()
@@ -139,4 +176,11 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="the journal's database (default: a new SQLite file)")
     parser.add_argument("--statements", action="store_true", help="time SQLite statements")
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions")
+    parser.add_argument("--concurrency", type=int, default=1, help="checkouts driven at once")
+    parser.add_argument(
+        "--group-commit",
+        choices=["on", "off", "both"],
+        default="on",
+        help="mark the drives as concurrent writers (both: alternate, three rounds each)",
+    )
     uvloop.run(main(parser.parse_args()))

@@ -122,13 +122,35 @@ def test_the_hot_path_experiment_runs(capsys: pytest.CaptureFixture[str]) -> Non
 def test_the_saga_cost_experiment_runs(capsys: pytest.CaptureFixture[str]) -> None:
     """``python -m bench.experiments.saga_cost --statements`` (tiny N): each checkout completes,
     and the cost per checkout and per statement kind are printed."""
-    args = argparse.Namespace(n=20, url=None, statements=True, profile=False)
+    args = argparse.Namespace(
+        n=20, url=None, statements=True, profile=False, concurrency=1, group_commit="on"
+    )
     asyncio.run(saga_cost.main(args))
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("sqlite: ")
-    assert lines[0].endswith(" µs CPU per checkout (saga and journal)")
+    assert re.fullmatch(
+        r"sqlite, 1 at a time, group commit: \d+ µs CPU per checkout \(saga and journal\)",
+        lines[0],
+    )
     kinds = {line.split()[0] for line in lines[1:]}
     assert {"COMMIT", "UPDATE", "INSERT"} <= kinds
+
+
+def test_the_saga_cost_experiment_compares_group_commit_at_concurrency(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--concurrency 8 --group-commit both``: three rounds each way, every checkout completed,
+    and with the drives marked, journal transactions were committed together."""
+    args = argparse.Namespace(
+        n=40, url=None, statements=False, profile=False, concurrency=8, group_commit="both"
+    )
+    asyncio.run(saga_cost.main(args))
+    lines = capsys.readouterr().out.splitlines()
+    figures = r"\d+, \d+, \d+ µs CPU per checkout \(saga and journal\)"
+    assert re.fullmatch(rf"sqlite, 8 at a time, group commit: {figures}", lines[0])
+    assert re.fullmatch(rf"sqlite, 8 at a time, no group commit: {figures}", lines[1])
+    shared = re.fullmatch(r"sqlite, 8 at a time: (\d+) journal transactions .*", lines[2])
+    assert shared is not None
+    assert int(shared[1]) > 40
 
 
 def test_the_log_line_experiment_runs(capsys: pytest.CaptureFixture[str]) -> None:
