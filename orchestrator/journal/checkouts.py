@@ -73,10 +73,18 @@ _INSERT_WITH_STEPS = SQL(
     "SELECT inserted.id, new.name, new.position, :step_status, 0 "
     "FROM inserted, unnest(:names::varchar[], :positions::integer[]) AS new (name, position)"
 )
-_CLAIM = SQL(
+_CLAIM_SET = (
     "UPDATE checkout SET lease_owner = :owner, lease_token = lease_token + 1, "
-    f"lease_expires_at = :expires, next_attempt_at = NULL WHERE id = :id AND {_DUE} "
-    "RETURNING lease_token"
+    "lease_expires_at = :expires, next_attempt_at = NULL "
+)
+# On PostgreSQL a row another session holds locked is skipped, not waited for: a replica cut off
+# in the middle of a transaction (a group commit's batch whose COMMIT never arrived) holds its
+# rows until the server ends its session, and a claim waiting on one would stall the recovery
+# pass behind it, every other due checkout with it. The skipped one is claimed on a later pass.
+_CLAIM = SQL(
+    f"{_CLAIM_SET}WHERE id = :id AND {_DUE} RETURNING lease_token",
+    postgres=f"{_CLAIM_SET}WHERE id = (SELECT id FROM checkout WHERE id = :id AND {_DUE} "
+    "FOR UPDATE SKIP LOCKED) RETURNING lease_token",
 )
 _DUE_IDS = SQL(
     f"SELECT id FROM checkout WHERE {_DUE} ORDER BY next_attempt_at, lease_expires_at LIMIT :limit"

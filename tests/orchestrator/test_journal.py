@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +47,7 @@ from orchestrator.models import Checkout, Step
 from orchestrator.statuses import CheckoutStatus, StepStatus
 from servicekit.db.database import Database
 from servicekit.db.engines import create_sync_engine
+from servicekit.db.urls import postgres_conninfo
 from servicekit.migrations import upgrade
 
 pytestmark = pytest.mark.anyio
@@ -555,6 +557,26 @@ async def test_a_taken_key_or_id_is_a_duplicate_leaving_one_row(store: Store) ->
 
 
 @bounded
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_a_claim_skips_a_checkout_another_session_holds_locked(store: Store) -> None:
+    """A due checkout whose row a cut-off replica's unfinished transaction still holds is not
+    waited for: the claim answers None at once, the other due checkouts are claimed, and it is
+    claimed once the lock is let go."""
+    journal, other = store.journal("replica-a"), store.journal("replica-b")
+    held, free = [(await journal.create(a_checkout(), STEPS))[0].id for _ in range(2)]
+    for checkout_id in (held, free):
+        await journal.let_go(checkout_id, 1)
+    with psycopg.connect(postgres_conninfo(store.database.url)) as stuck:
+        stuck.execute("SELECT 1 FROM checkout WHERE id = %s FOR UPDATE", (held,))
+        with anyio.fail_after(2):
+            assert await other.claim(held) is None
+            assert await other.claim(free) == 2
+        stuck.rollback()
+    assert await other.claim(held) == 2
+
+
 async def test_claims_parking_and_retries_decide_what_is_due(store: Store) -> None:
     """A checkout is due (and claimable, with a new token) only when unfinished, unleased or
     its lease expired, and not parked; an operator's retry makes a parked one due again."""
