@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import collections
+import contextlib
 import cProfile
 import pstats
 import tempfile
