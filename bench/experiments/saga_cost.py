@@ -48,7 +48,7 @@ from orchestrator.saga.steps import Compensation, Outcome, SagaContext
 from orchestrator.saga.telemetry import SagaTelemetry
 from orchestrator.schemas import CHECKOUT_EXAMPLE, CheckoutCreate
 from orchestrator.settings import Settings
-from servicekit.db.database import Database
+from servicekit.db.database import Database, SqliteDatabase
 from servicekit.db.statements import SQL, SqliteTransaction
 from servicekit.migrations import upgrade
 
@@ -160,8 +160,8 @@ async def main(args: argparse.Namespace) -> None:
             each = ", ".join(f"{1e6 * s / args.n:.0f}" for s in seconds)
             label = "group commit" if mode else "no group commit"
             emit(f"{where}, {label}: {each} µs CPU per checkout (saga and journal)")
-    shared = getattr(getattr(database, "group_commit", None), "shared", None)
-    if concurrent and shared is not None:
+    if concurrent and isinstance(database, SqliteDatabase):
+        shared = database.group_commit.shared
         emit(f"{where}: {shared} journal transactions committed together with others")
     args.n *= runs  # the statements' times below are over every run
     for kind, seconds in sorted(times.items(), key=lambda item: -item[1]):

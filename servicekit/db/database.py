@@ -136,11 +136,7 @@ class Database:
 
     async def execute(self, statement: SQL, params: Params | None = None) -> Result:
         """One statement as a transaction of its own (on PostgreSQL: one round trip)."""
-
-        async def work(transaction: Transaction) -> Result:
-            return await transaction.result(statement, params)
-
-        return await self._run(work, STATEMENT)
+        return await self._run(_one_statement(statement, params), STATEMENT)
 
     async def write(self, statement: SQL, params: Params | None = None) -> Result:
         """One statement that writes, committed when this returns, as ``execute``; it may
@@ -166,6 +162,15 @@ class Database:
     async def close(self) -> None:
         """Close the connections; the database is not used again."""
         raise NotImplementedError
+
+
+def _one_statement(statement: SQL, params: Params | None) -> Work[Result]:
+    """The transaction function of a single statement."""
+
+    async def work(transaction: Transaction) -> Result:
+        return await transaction.result(statement, params)
+
+    return work
 
 
 class SqliteDatabase(Database):
@@ -194,10 +199,7 @@ class SqliteDatabase(Database):
         return await self._run(work, READ if read_only else WRITE)
 
     async def write(self, statement: SQL, params: Params | None = None) -> Result:
-        async def work(transaction: Transaction) -> Result:
-            return await transaction.result(statement, params)
-
-        return await self.run(work, shared=True)
+        return await self.run(_one_statement(statement, params), shared=True)
 
     def writer(self) -> AbstractContextManager[None]:
         return self.group_commit.writer()

@@ -111,9 +111,9 @@ class SqliteGroupCommit:
             return
         if len(batch) > 1:
             self.shared += len(batch)
+        # None was cancelled meanwhile: the batch ran in this one callback.
         for (_work, answer), result in zip(batch, results, strict=True):
-            if not answer.cancelled():
-                answer.set_result(result)
+            answer.set_result(result)
         self._committed(len(batch))
 
     def _together(self, batch: list[Shared]) -> list[Any] | None:
