@@ -93,7 +93,16 @@ def parse(argv: list[str]) -> Options:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="then py-spy the orchestrator at C=32 on SQLite",
+        help="then py-spy the orchestrator (C=32 on SQLite unless told otherwise)",
+    )
+    parser.add_argument(
+        "--profile-concurrency", type=int, default=32, help="checkouts in flight while profiling"
+    )
+    parser.add_argument(
+        "--profile-database",
+        choices=["SQLite", "PostgreSQL"],
+        default="SQLite",
+        help="the journal's database while profiling",
     )
     parser.add_argument("--profile-dir", type=Path, help="where the raw py-spy profile goes")
     parser.add_argument("--profile-all-threads", action="store_true", help="py-spy without --gil")
@@ -166,6 +175,8 @@ def parse(argv: list[str]) -> Options:
         memory_time_limit_s=args.memory_time_limit,
         profile_s=args.profile,
         profile_dir=args.profile_dir,
+        profile_concurrency=args.profile_concurrency,
+        profile_database=args.profile_database,
         profile_native=args.profile_native,
         profile_all_threads=args.profile_all_threads,
         output=args.output,

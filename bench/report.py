@@ -332,7 +332,7 @@ def profile_text(profile: dict[str, Any], *, markdown: bool = False) -> str:
     from bench.profile_summary import render
 
     head = (
-        f"py-spy ({profile.get('mode', 'all threads')}, 250 Hz), {profile['seconds']:.0f} s at C=32 on SQLite: {profile['checkouts']} checkouts, "
+        f"py-spy ({profile.get('mode', 'all threads')}, 250 Hz), {profile['seconds']:.0f} s at C={profile.get('concurrency', 32)} on {profile.get('database', 'SQLite')}: {profile['checkouts']} checkouts, "
         f"{profile['throughput']:.0f}/s, {profile['cpu_ms']:.2f} ms CPU/checkout (with the sampler attached)"
     )
     return head + "\n\n" + render(profile["summary"], markdown=markdown)

@@ -77,6 +77,8 @@ class Options:
     memory_time_limit_s: float = 900.0
     profile_s: float = 0.0
     profile_dir: Path | None = None
+    profile_concurrency: int = 32
+    profile_database: str = "SQLite"
     profile_native: bool = False
     profile_all_threads: bool = False
     output: Path | None = None
@@ -516,14 +518,23 @@ class Bench:
     def run_profile(self) -> None:
         from bench.profile_summary import summarize
 
-        target = Target("orchestrator-sqlite", ORCHESTRATOR_APP, "durable", STANDINS, "SQLite")
-        self._fresh_sqlite(target)
+        database = self.options.profile_database
+        concurrency = self.options.profile_concurrency
+        target = Target(
+            f"orchestrator-{database.lower()}", ORCHESTRATOR_APP, "durable", STANDINS, database
+        )
+        refused = (
+            self._fresh_sqlite(target) if database == "SQLite" else self._fresh_postgres(target)
+        )
+        if refused:
+            self.say(f"profile: {refused}")
+            return
         server = Server(
             "profile-orchestrator", target.app, self._env_of(target), self.workdir
         ).start()
         out_dir = self.options.profile_dir or self.workdir
         out_dir.mkdir(parents=True, exist_ok=True)
-        raw = out_dir / "profile-orchestrator-sqlite-c32.txt"
+        raw = out_dir / f"profile-orchestrator-{database.lower()}-c{concurrency}.txt"
         seconds = self.options.profile_s
         spy: list[subprocess.Popen[bytes]] = []
 
@@ -542,12 +553,14 @@ class Bench:
             with (self.workdir / "py-spy.log").open("ab") as log:
                 spy.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
-        self.say(f"profile: py-spy on the orchestrator (SQLite, C=32) for {seconds:.0f} s")
+        self.say(
+            f"profile: py-spy on the orchestrator ({database}, C={concurrency}) for {seconds:.0f} s"
+        )
         try:
             result = self._load(
                 server.url,
                 100_000,
-                32,
+                concurrency,
                 warmup=200,
                 time_limit_s=seconds + 3,
                 watch=[("target", server)],
@@ -566,6 +579,8 @@ class Bench:
         self.extras["profile"] = {
             "raw": str(raw),
             "seconds": seconds,
+            "concurrency": concurrency,
+            "database": database,
             "checkouts": result["ok"],
             "throughput": result["throughput"],
             "cpu_ms": result["cpu_ms"]["target"],

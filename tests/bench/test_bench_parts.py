@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import parse
 from bench.experiments import hot_path, log_line, saga_cost
 from bench.load import percentile
 from bench.profile_summary import summarize
-from bench.report import BEGIN, END, target_checks, write
+from bench.report import BEGIN, END, profile_text, target_checks, write
 from bench.services_cost import HOT, SERVICE_OF
 from bench.services_load import SCENARIOS
 from bench.standins import StandIns
@@ -51,6 +52,28 @@ def test_profile_summary_charges_components() -> None:
     assert inclusive["SQLAlchemy ORM"] == 75.0
     assert inclusive["httpx"] == 25.0
     assert dict(summary["exclusive"])["SQLAlchemy ORM"] == 75.0
+
+
+def test_a_profile_names_its_concurrency_and_database() -> None:
+    options = parse(
+        ["--profile", "5", "--profile-concurrency", "1", "--profile-database", "PostgreSQL"]
+    )
+    assert (options.profile_s, options.profile_concurrency, options.profile_database) == (
+        5.0,
+        1,
+        "PostgreSQL",
+    )
+    assert (parse([]).profile_concurrency, parse([]).profile_database) == (32, "SQLite")
+    profile = {
+        "seconds": 5.0,
+        "concurrency": 1,
+        "database": "PostgreSQL",
+        "checkouts": 10,
+        "throughput": 2.0,
+        "cpu_ms": 1.5,
+        "summary": summarize("thread (1): MainThread;send (httpx/_client.py:5) 1\n"),
+    }
+    assert "5 s at C=1 on PostgreSQL: 10 checkouts" in profile_text(profile)
 
 
 def test_standins_answer_what_the_orchestrator_reads() -> None:
