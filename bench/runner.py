@@ -36,7 +36,9 @@ API_KEY = "bench-api-key"
 SERVICE_TOKEN = "bench-service-token"
 ORCHESTRATOR_ENV = {"API_KEYS": API_KEY, "SERVICE_TOKEN": SERVICE_TOKEN}
 TUNED_ENV = {"RATE_LIMIT": ""}
-TUNED = "tuned: uvicorn --log-level warning --no-access-log, RATE_LIMIT off"
+# Also ``checkout-suite serve`` (so that ``--orchestrator-workers`` spreads connections alike).
+TUNED_ARGS = ["--log-level", "warning"]
+TUNED = "tuned: serve --log-level warning, RATE_LIMIT off"
 STANDINS, REAL = "stand-ins", "real services"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -117,6 +119,7 @@ class Target:
     # The orchestrator as a user starts it (``checkout-suite serve orchestrator``, its defaults);
     # else uvicorn with the bench's options (``bench.procs.UVICORN_OPTIONS``).
     serve: bool = False
+    serve_args: list[str] = field(default_factory=list)  # more options of ``serve``
     tuning: str = ""  # what a tuned row changes from the defaults
     # Where the load posts a checkout and what answer means it was placed: ``POST /checkouts``
     # answered 201 everywhere but Restate's ingress (``POST /Checkout/create``, 200).
@@ -221,12 +224,14 @@ class Bench:
             Target(name, "orchestrator", "durable", group, database, prepare=prepare, serve=True),
             Target(
                 f"{name} tuned",
-                ORCHESTRATOR_APP,
+                "orchestrator",
                 "durable",
                 group,
                 database,
                 env=dict(TUNED_ENV),
                 prepare=prepare,
+                serve=True,
+                serve_args=TUNED_ARGS,
                 tuning=TUNED,
             ),
         ]
@@ -472,9 +477,10 @@ class Bench:
             self._env_of(target),
             self.workdir,
             serve=target.serve,
+            extra_args=list(target.serve_args),
         )
         if target.kind == "durable" and self.options.orchestrator_workers > 1:
-            server.extra_args = ["--workers", str(self.options.orchestrator_workers)]
+            server.extra_args += ["--workers", str(self.options.orchestrator_workers)]
         return _OneServer(server.start())
 
     # --- memory and profile -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from rich.markup import escape
 
+from checkout_suite import workers as workers_module
 from checkout_suite.console import console
 from checkout_suite.credentials import credentials
 from checkout_suite.services import DOWNSTREAM, SERVICES, Service
@@ -303,6 +304,19 @@ def serve(
     # The service's own Settings read HOST/PORT too; keep them in line with where it listens.
     os.environ["HOST"], os.environ["PORT"] = host, str(port)
     refuse_invalid_settings(name, service)
+    if workers > 1 and workers_module.supported():
+        # Each worker on a socket of its own, so that connections spread (``checkout_suite.workers``).
+        code = workers_module.serve_workers(
+            service.app,
+            workers,
+            host=host,
+            port=port,
+            log_level=log_level.lower(),
+            access_log=access_log,
+        )
+        if code:
+            raise SystemExit(code)
+        return
     uvicorn.run(
         service.app,
         factory=True,

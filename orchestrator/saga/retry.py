@@ -46,7 +46,7 @@ class RetryPolicy:
             self.max_retry_after_s,
         )
 
-    def _on(self, exc: Exception) -> bool | float:
+    def _on(self, exc: BaseException) -> bool | float:
         if not isinstance(exc, StepTransientError):
             return False
         if exc.retry_after is not None:
@@ -91,7 +91,7 @@ class RetryPolicy:
 class _FirstAttempt(AbstractContextManager[None]):
     """The first attempt: keeps (and swallows) an error the policy retries, lets others through."""
 
-    def __init__(self, retries: Callable[[Exception], bool | float]) -> None:
+    def __init__(self, retries: Callable[[BaseException], bool | float]) -> None:
         self._retries = retries
         self.failure: Exception | None = None
 

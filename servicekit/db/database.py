@@ -24,8 +24,10 @@ Where a transaction runs:
   WAL and ``synchronous=NORMAL`` a transaction takes tens of microseconds, less than handing it
   to a thread and being woken with its result. The loop's connection has a busy timeout of zero:
   when another connection holds the write lock (another process, or this database's thread),
-  SQLite says BUSY at once, the attempt is rolled back, and ``work`` runs again in a worker
-  thread, one at a time, on a connection that waits for the lock. Once a transaction holds the
+  SQLite says BUSY at once, the attempt is rolled back, and ``work`` is tried again on the loop
+  after a short sleep (0.2 ms, doubling to 2 ms, ``sqlite.busy_delays``), the loop serving others
+  meanwhile; only after a second of that does it run in a worker thread, one at a time, on a
+  connection that waits for the lock. Once a transaction holds the
   write lock a WAL database does not wait again before its commit, so the loop never waits.
 - **Group commit (SQLite)**: ``run(work, shared=True)`` and ``write`` wait for the end of the
   loop's turn, and the shared transactions of that turn are committed as one
@@ -188,6 +190,8 @@ class SqliteDatabase(Database):
         #: how many transactions ran on the loop, and in the thread (for tests and benchmarks)
         self.on_loop = 0
         self.in_thread = 0
+        #: tries again on the loop after finding the database busy (for tests and benchmarks)
+        self.busy_retries = 0
         self.group_commit = SqliteGroupCommit(
             self._batch_transaction, self._run_write, self._after_batch
         )
@@ -208,22 +212,31 @@ class SqliteDatabase(Database):
         return await self._run(work, WRITE)
 
     async def _run(self, work: Work[T], kind: str) -> T:
-        if self.closed:
-            raise RuntimeError("the database is closed")
-        # A commit on the loop during a checkpoint would keep it from starting the WAL over: wait
-        # for it, and for the next one if another waiter's commit has started one meanwhile.
-        while self._checkpoint_ended is not None:
-            await self._checkpoint_ended.wait()
-        if self.closed:  # closed while this caller waited for the checkpoint
-            raise RuntimeError("the database is closed")
-        done, result = self._on_loop(work, kind)
-        if done:
-            self.on_loop += 1
-            connection = self._loop_connection
-            assert connection is not None
-            if self._checkpoint_due(connection):
-                await self._checkpoint()
-            return result  # type: ignore[return-value]
+        busy = sqlite.busy_delays()
+        while True:
+            if self.closed:
+                raise RuntimeError("the database is closed")
+            # A commit on the loop during a checkpoint would keep it from starting the WAL over:
+            # wait for it, and for the next one if another waiter's commit has started one.
+            while self._checkpoint_ended is not None:
+                await self._checkpoint_ended.wait()
+            if self.closed:  # closed while this caller waited for the checkpoint
+                raise RuntimeError("the database is closed")
+            done, result = self._on_loop(work, kind)
+            if done:
+                self.on_loop += 1
+                connection = self._loop_connection
+                assert connection is not None
+                if self._checkpoint_due(connection):
+                    await self._checkpoint()
+                return result  # type: ignore[return-value]
+            # Busy: another connection holds the write lock. Try again on the loop shortly
+            # (``sqlite.busy_delays``), unless the loop's connection is another thread's.
+            delay = next(busy, None) if self._loop_thread == threading.get_ident() else None
+            if delay is None:
+                break
+            self.busy_retries += 1
+            await asyncio.sleep(delay)
         self.in_thread += 1
         return await anyio.to_thread.run_sync(
             self._in_thread, work, kind, limiter=self._thread_limiter()

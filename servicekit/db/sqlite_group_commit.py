@@ -19,9 +19,10 @@ orchestrator's sagas in flight); otherwise it runs at once, as an unshared one.
 A shared transaction function must write only what it would write alone, and must be safe to
 start again (as every transaction function: ``Database.run``). When one of a batch raises (a
 unique key taken), the batch is rolled back and each of its transactions run again alone, so
-each caller gets its own answer and nothing is applied twice; so too when the loop cannot take
-the write lock (another process holds it, or a checkpoint runs): each runs alone, which waits
-for the lock as an unshared transaction does.
+each caller gets its own answer and nothing is applied twice; so too when the loop may not
+write (a checkpoint runs). When another connection holds the write lock (another process on the
+same file), the batch is tried again as a whole after the sleeps an unshared transaction would
+take (``sqlite.busy_delays``), and only after them runs each alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
+from servicekit.db import sqlite
 from servicekit.db.statements import SqliteTransaction, Transaction
 
 # At most this many transactions in one: the loop does nothing else while a batch runs.
@@ -38,6 +42,8 @@ MAX_BATCH = 64
 
 Work = Callable[[Transaction], Coroutine[Any, Any, Any]]
 Shared = tuple[Work, "asyncio.Future[Any]"]
+# ``_together``'s answer when another connection held the write lock: nothing was written.
+BUSY: Any = object()
 
 
 def complete(coroutine: Coroutine[Any, Any, Any]) -> Any:
@@ -74,6 +80,8 @@ class SqliteGroupCommit:
         self.writers = 0
         #: transactions committed together with at least one other (for tests and benchmarks)
         self.shared = 0
+        #: batches tried again after finding the database busy (for tests and benchmarks)
+        self.busy_retries = 0
 
     @contextmanager
     def writer(self) -> Iterator[None]:
@@ -106,18 +114,22 @@ class SqliteGroupCommit:
 
     def _commit(self, batch: list[Shared]) -> None:
         results = self._together(batch)
-        if results is None:
-            self._each_alone(batch)
-            return
+        if results is BUSY:
+            self._in_task(self._when_free(batch))
+        elif results is None:
+            self._in_task(self._run_alone(batch))
+        else:
+            self._answer(batch, results)
+
+    def _answer(self, batch: list[Shared], results: list[Any]) -> None:
         if len(batch) > 1:
             self.shared += len(batch)
-        # None was cancelled meanwhile: the batch ran in this one callback.
         for (_work, answer), result in zip(batch, results, strict=True):
             answer.set_result(result)
         self._committed(len(batch))
 
     def _together(self, batch: list[Shared]) -> list[Any] | None:
-        """Each work's result once all are committed in one transaction; None: nothing was."""
+        """Each work's result once all are committed in one transaction; None or BUSY: nothing was."""
         transaction = self._begin()
         if transaction is None:
             return None
@@ -125,6 +137,8 @@ class SqliteGroupCommit:
             results = [complete(work(transaction)) for work, _answer in batch]
             transaction.end(commit=True)
             return results
+        except DBAPIError as exc:
+            return BUSY if exc.orig is not None and sqlite.is_busy(exc.orig) else None
         except Exception:
             return None
         finally:
@@ -133,8 +147,26 @@ class SqliteGroupCommit:
             except Exception:
                 pass
 
-    def _each_alone(self, batch: list[Shared]) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_alone(batch))
+    async def _when_free(self, batch: list[Shared]) -> None:
+        """The batch tried again as one while another connection holds the lock, then alone."""
+        for delay in sqlite.busy_delays():
+            await asyncio.sleep(delay)
+            # Between the tries a caller may have been cancelled: it is never run.
+            batch = [(work, answer) for work, answer in batch if not answer.cancelled()]
+            if not batch:
+                return
+            results = self._together(batch)
+            if results is BUSY:
+                self.busy_retries += 1
+                continue
+            if results is not None:
+                self._answer(batch, results)
+                return
+            break
+        await self._run_alone(batch)
+
+    def _in_task(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._fallbacks.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._fallbacks.discard)
 

@@ -65,8 +65,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def served(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path]]:
-    """Stand-ins, then `checkout-suite serve orchestrator` on them; yields its URL and its log."""
+def served(tmp_path: Path, *args: str, **env: str) -> Iterator[tuple[str, Path]]:
+    """Stand-ins, then `checkout-suite serve orchestrator ARGS` on them; yields its URL and log."""
     base = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "ACCESS_LOG")}
     base["PYTHONPATH"] = str(ROOT)
     standins_port, port = free_port(), free_port()
@@ -100,7 +100,7 @@ def served(tmp_path: Path, **env: str) -> Iterator[tuple[str, Path]]:
     cli = str(Path(sys.executable).with_name("checkout-suite"))
     with log.open("wb") as output:
         orchestrator = subprocess.Popen(
-            [cli, "serve", "orchestrator", "--port", str(port)],
+            [cli, "serve", "orchestrator", "--port", str(port), *args],
             cwd=tmp_path,
             env=base | settings | env,
             stdout=output,

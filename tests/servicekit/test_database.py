@@ -411,7 +411,53 @@ async def test_transactions_run_on_the_event_loop_while_the_database_is_free(
     assert len(_sqlite_labels(path)) == 20
 
 
+@pytest.fixture
+def thread_when_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction that finds the database busy goes to the worker thread at once, without
+    trying again on the loop first (``sqlite.busy_delays``): the thread's path under test."""
+    monkeypatch.setattr(kit_sqlite, "LOOP_BUSY_WAIT_S", 0.0)
+
+
 @pytest.mark.parametrize("where", ["connection", "process"])
+async def test_a_locked_database_is_waited_for_on_the_loop_then_written_there(
+    sqlite_database: SqliteDatabase, path: Path, where: str
+) -> None:
+    """While another connection (here, or in another process) holds the write lock for less than
+    ``LOOP_BUSY_WAIT_S``, a transaction is tried again on the loop after short sleeps, the loop
+    serving others meanwhile, and commits there once the lock is let go."""
+    await sqlite_database.run(lambda tx: _insert(tx, "free"))
+    with holding_the_write_lock(path, where) as release:
+        written = anyio.Event()
+        ticks = 0
+
+        async def write() -> None:
+            await sqlite_database.run(lambda tx: _insert(tx, "locked"))
+            written.set()
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await anyio.sleep(0.01)
+                ticks += 1
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            group.start_soon(write)
+            await anyio.sleep(0.3)
+            assert not written.is_set()
+            assert ticks >= 10  # about 30 unless the loop was blocked
+            release()
+            with anyio.fail_after(5):
+                await written.wait()
+            group.cancel_scope.cancel()
+    assert (sqlite_database.on_loop, sqlite_database.in_thread) == (2, 0)
+    # 0.3 s of waiting at sleeps of at most 2 ms: the lock was looked for often.
+    assert sqlite_database.busy_retries >= 100
+    assert _sqlite_labels(path) == ["free", "locked"]
+
+
+@pytest.mark.parametrize("where", ["connection", "process"])
+@pytest.mark.usefixtures("thread_when_busy")
 async def test_a_locked_database_is_written_from_the_thread_without_blocking_the_loop(
     sqlite_database: SqliteDatabase, path: Path, where: str
 ) -> None:
@@ -462,6 +508,7 @@ async def test_a_locked_database_is_written_from_the_thread_without_blocking_the
     assert (sqlite_database.on_loop, sqlite_database.in_thread) == (2, 1)
 
 
+@pytest.mark.usefixtures("thread_when_busy")
 async def test_a_transaction_in_the_thread_commits_or_rolls_back_as_on_the_loop(
     sqlite_database: SqliteDatabase, path: Path
 ) -> None:
@@ -593,6 +640,7 @@ async def test_a_long_reader_delays_writers_only_briefly(
     assert _sqlite_notes(path) == (2 * CYCLE + 1) * ROWS_PER_TRANSACTION
 
 
+@pytest.mark.usefixtures("thread_when_busy")
 async def test_cancelled_callers_leave_the_database_usable_and_closable(
     sqlite_database: SqliteDatabase, path: Path
 ) -> None:
@@ -627,6 +675,7 @@ async def test_cancelled_callers_leave_the_database_usable_and_closable(
     await sqlite_database.close()  # again: nothing to do
 
 
+@pytest.mark.usefixtures("thread_when_busy")
 async def test_close_closes_the_loop_and_thread_connections(
     sqlite_database: SqliteDatabase, path: Path
 ) -> None:
@@ -652,6 +701,7 @@ def _close_what_is_left(database: SqliteDatabase) -> None:
             connection.close()
 
 
+@pytest.mark.usefixtures("thread_when_busy")
 async def test_closing_with_transactions_queued_for_the_thread_leaves_no_connection_open(
     sqlite_database: SqliteDatabase, path: Path
 ) -> None:

@@ -177,12 +177,11 @@ async def test_a_caller_cancelled_while_it_waits_is_never_run(
     assert {k: v for k, v in _hits_elsewhere(path).items() if v} == {2: 1}
 
 
-async def test_shared_writes_wait_in_the_thread_while_another_connection_holds_the_lock(
+async def test_shared_writes_wait_on_the_loop_while_another_connection_holds_the_lock(
     database: SqliteDatabase, path: Path
 ) -> None:
-    """The loop cannot take the write lock: the shared transactions then run alone, as unshared
-    ones do (waiting for the lock in the worker thread), and each is applied once when the lock
-    is let go."""
+    """The loop cannot take the write lock: the batch is tried again as one after short sleeps,
+    the loop free meanwhile, and each write is applied once when the lock is let go."""
     await database.write(HIT, {"id": 40})  # opens the loop's connection
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
@@ -205,8 +204,29 @@ async def test_shared_writes_wait_in_the_thread_while_another_connection_holds_t
     assert {k: v for k, v in _hits_elsewhere(path).items() if v} == dict.fromkeys(
         [1, 2, 3, 4, 5, 40], 1
     )
-    # The first waited for the lock in the thread; the others, run alone after it, found the
-    # lock free and ran on the loop again.
+    # Tried again as one batch on the loop, never handed to the thread.
+    assert database.group_commit.busy_retries >= 1
+    assert database.in_thread == 0
+    assert database.group_commit.shared == 5
+
+
+async def test_shared_writes_run_alone_once_the_lock_stays_taken_past_the_loops_wait(
+    database: SqliteDatabase, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``LOOP_BUSY_WAIT_S`` each runs alone, waiting for the lock in the worker thread."""
+    monkeypatch.setattr(kit_sqlite, "LOOP_BUSY_WAIT_S", 0.01)
+    await database.write(HIT, {"id": 40})
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        async with anyio.create_task_group() as group:
+            for item in range(1, 4):
+                group.start_soon(database.write, HIT, {"id": item})
+            await anyio.sleep(0.3)
+            holder.execute("COMMIT")
+    finally:
+        holder.close()
+    assert {k: v for k, v in _hits_elsewhere(path).items() if v} == dict.fromkeys([1, 2, 3, 40], 1)
     assert database.in_thread >= 1
 
 
