@@ -411,27 +411,20 @@ async def test_transactions_run_on_the_event_loop_while_the_database_is_free(
     assert len(_sqlite_labels(path)) == 20
 
 
-@pytest.fixture
-def thread_when_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A transaction that finds the database busy goes to the worker thread at once, without
-    trying again on the loop first (``sqlite.busy_delays``): the thread's path under test."""
-    monkeypatch.setattr(kit_sqlite, "LOOP_BUSY_WAIT_S", 0.0)
-
-
-@pytest.mark.parametrize("where", ["connection", "process"])
-async def test_a_locked_database_is_waited_for_on_the_loop_then_written_there(
-    sqlite_database: SqliteDatabase, path: Path, where: str
+async def _write_while_locked(
+    database: SqliteDatabase,
+    path: Path,
+    where: str,
+    work: Callable[[Transaction], Awaitable[None]],
 ) -> None:
-    """While another connection (here, or in another process) holds the write lock for less than
-    ``LOOP_BUSY_WAIT_S``, a transaction is tried again on the loop after short sleeps, the loop
-    serving others meanwhile, and commits there once the lock is let go."""
-    await sqlite_database.run(lambda tx: _insert(tx, "free"))
+    """Run ``work`` while another connection (``where``) holds the write lock for 0.3 s: it must
+    wait, the loop ticking meanwhile, and commit within 5 s of the lock's release."""
     with holding_the_write_lock(path, where) as release:
         written = anyio.Event()
         ticks = 0
 
         async def write() -> None:
-            await sqlite_database.run(lambda tx: _insert(tx, "locked"))
+            await database.run(work)
             written.set()
 
         async def tick() -> None:
@@ -450,6 +443,24 @@ async def test_a_locked_database_is_waited_for_on_the_loop_then_written_there(
             with anyio.fail_after(5):
                 await written.wait()
             group.cancel_scope.cancel()
+
+
+@pytest.fixture
+def thread_when_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction that finds the database busy goes to the worker thread at once, without
+    trying again on the loop first (``sqlite.busy_delays``): the thread's path under test."""
+    monkeypatch.setattr(kit_sqlite, "LOOP_BUSY_WAIT_S", 0.0)
+
+
+@pytest.mark.parametrize("where", ["connection", "process"])
+async def test_a_locked_database_is_waited_for_on_the_loop_then_written_there(
+    sqlite_database: SqliteDatabase, path: Path, where: str
+) -> None:
+    """While another connection (here, or in another process) holds the write lock for less than
+    ``LOOP_BUSY_WAIT_S``, a transaction is tried again on the loop after short sleeps, the loop
+    serving others meanwhile, and commits there once the lock is let go."""
+    await sqlite_database.run(lambda tx: _insert(tx, "free"))
+    await _write_while_locked(sqlite_database, path, where, lambda tx: _insert(tx, "locked"))
     assert (sqlite_database.on_loop, sqlite_database.in_thread) == (2, 0)
     # 0.3 s of waiting at sleeps of at most 2 ms: the lock was looked for often.
     assert sqlite_database.busy_retries >= 100
@@ -473,30 +484,7 @@ async def test_a_locked_database_is_written_from_the_thread_without_blocking_the
         return work
 
     await sqlite_database.run(writing("free"))
-    with holding_the_write_lock(path, where) as release:
-        written = anyio.Event()
-        ticks = 0
-
-        async def write() -> None:
-            await sqlite_database.run(writing("locked"))
-            written.set()
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                await anyio.sleep(0.01)
-                ticks += 1
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(tick)
-            group.start_soon(write)
-            await anyio.sleep(0.3)
-            assert not written.is_set()
-            assert ticks >= 10  # about 30 unless the loop was blocked
-            release()
-            with anyio.fail_after(5):
-                await written.wait()
-            group.cancel_scope.cancel()
+    await _write_while_locked(sqlite_database, path, where, writing("locked"))
 
     assert threads[0] is threading.current_thread()  # the first write, on the loop
     assert threads[1] is threading.current_thread()  # the attempt that found the lock taken
