@@ -120,12 +120,10 @@ async def main(args: argparse.Namespace) -> None:
 
     async def one(group_commit: bool) -> None:
         checkout = _new_checkout(body, settings, None, "")
-        # As ``Supervisor.place`` records it (its first step started) and marks each saga it drives.
-        recorded = await journal.create(checkout, settings.step_order, start=runner.first_start)
+        recorded = await journal.create(checkout, settings.step_order)
+        # As ``Supervisor`` marks each saga it drives.
         with database.writer() if group_commit else contextlib.nullcontext():
-            ended = await runner.drive(
-                checkout.id, checkout.lease_token, recorded, first_started=True
-            )
+            ended = await runner.drive(checkout.id, checkout.lease_token, recorded)
         # The runner's records, as the journal committed them.
         if ended is None or ended[0].status != "completed":
             raise RuntimeError(f"checkout {checkout.id} did not complete: {ended}")

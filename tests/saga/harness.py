@@ -91,8 +91,6 @@ class Run:
     parks: int = 0
     cancels: list[bool] = field(default_factory=list)  # whether each cancel request was accepted
     deadline_passed: bool = False
-    # As placed (``Supervisor.place``): recorded with its first steps started, for the first drive.
-    placed: Loaded | None = None
 
     def runner(self, journal: Journal | None = None) -> SagaRunner:
         steps = fake_steps(self.services)
@@ -137,15 +135,9 @@ class Run:
         """Drive until terminal: a new replica takes over after each crash and each park."""
         self.services.operator_cancel = self.request_cancel
         await self.between_drives()
-        if self.deadline_passed or self.cancels:
-            # Changed in the journal since it was placed: the first drive reads it back.
-            self.placed = None
         while True:
             try:
-                placed, self.placed = self.placed, None
-                await self.runner().drive(
-                    self.checkout_id, self.token, placed, first_started=placed is not None
-                )
+                await self.runner().drive(self.checkout_id, self.token)
             except Crash as crash:
                 self.crashes.append(str(crash))
             else:
@@ -208,16 +200,14 @@ async def start(
     deadline_after_parks: int | None = None,
     cancel_at: int | None = None,
 ) -> Run:
-    """Place a new checkout (deadline in an hour) as the API does, leased to replica-0 with
-    token 1: recorded with its first steps started (``SagaRunner.first_start``).
+    """Record a new checkout (deadline in an hour), leased to replica-0 with token 1.
 
     ``order``: the steps in sequence, or a plan as CHECKOUT_STEPS writes it (with groups).
     """
     plan = parse_plan(order if isinstance(order, str) else ",".join(order))
     journal = Journal(database, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
     checkout = new_checkout(member=member, plan=str(plan), deadline_at=time.time() + 3600)
-    first_start = SagaRunner(journal, fake_steps(services), POLICY).first_start
-    placed = await journal.create(checkout, plan.order, start=first_start)
+    await journal.create(checkout, plan.order)
     assert checkout.lease_token == 1
     return Run(
         database,
@@ -229,7 +219,6 @@ async def start(
         member,
         deadline_after_parks,
         cancel_at,
-        placed=placed,
     )
 
 
