@@ -15,7 +15,8 @@ timeouts, so a replica cut off from its database refuses within those timeouts a
 Writes of one batch are independent: a statement matching no row (a fenced write refused) is
 an answer like any other. A statement that fails (a unique key taken) aborts the transaction
 of its batch, which is then rolled back and each of its writes sent alone, so each caller gets
-its own answer and nothing is applied twice. A lost connection fails every write of the batch
+its own answer and nothing is applied twice; so does a batch the server rolled back itself (two
+batches taking the same rows in opposite orders deadlock, and the server aborts one of them). A lost connection fails every write of the batch
 with the error, as it fails a write sent alone: whether the COMMIT got through is not known, so
 none of them is sent again.
 """
@@ -67,6 +68,13 @@ class GroupCommitStats:
     batches: int = 0
     batched: int = 0
     batches_retried: int = 0
+
+
+def _rolled_back(exc: psycopg.Error) -> bool:
+    """Whether the server says it rolled the transaction back (SQLSTATE class 40: a deadlock, a
+    serialization failure): then nothing of the batch was applied, though psycopg calls it an
+    OperationalError like a lost connection."""
+    return (exc.sqlstate or "").startswith("40")
 
 
 class GroupCommit:
@@ -158,15 +166,16 @@ class GroupCommit:
             return
         try:
             results = await self._commit_together(batch)
-        except psycopg.OperationalError as exc:
-            # The connection failed: the COMMIT may or may not have been applied.
-            error = wrapped(exc, None, psycopg.Error)
-            for write in batch:
-                if not write.answer.done():
-                    write.answer.set_exception(error)
-            return
-        except psycopg.Error:
-            # A statement failed and the batch was rolled back: each write alone, for its answer.
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) and not _rolled_back(exc):
+                # The connection failed: the COMMIT may or may not have been applied.
+                error = wrapped(exc, None, psycopg.Error)
+                for write in batch:
+                    if not write.answer.done():
+                        write.answer.set_exception(error)
+                return
+            # A statement failed, or the server rolled the batch back (a deadlock with another
+            # batch taking the same rows in another order): each write alone, for its answer.
             self.stats.batches_retried += 1
             for write in batch:
                 await self._send_alone(write)

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from servicekit.db.database import Database, PostgresDatabase
-from servicekit.db.group_commit import GroupCommit
+from servicekit.db.group_commit import GroupCommit, _Write
 from servicekit.db.statements import SQL, Result, Transaction
 from servicekit.db.urls import postgres_conninfo
 
@@ -119,6 +119,34 @@ async def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_is_applied_
     assert set(await _hits(database)) == {1, *range(100, 130)}
     assert isinstance(database, PostgresDatabase)
     assert database.group_commit.stats.batches_retried >= 1
+
+
+@POSTGRES_ONLY
+async def test_batches_that_deadlock_are_each_applied_once_with_their_own_answers(
+    database: Database,
+) -> None:
+    """Two batches take the same two rows in opposite orders: the server aborts one (a
+    deadlock, an OperationalError like a lost connection, yet nothing of it was applied), and
+    its writes are sent again alone, so every caller gets its own answer and each hit lands once."""
+    assert isinstance(database, PostgresDatabase)
+    await _add(database, range(1, 3))
+    group_commit = database.group_commit
+
+    def batch(first: int, second: int) -> list[_Write]:
+        return [
+            _Write(HIT, {"id": first}),
+            _Write(SLOW_HIT, {"id": second, "s": 0.2}),  # after the other batch took ``second``
+        ]
+
+    batches = [batch(1, 2), batch(2, 1)]
+    async with anyio.create_task_group() as group:
+        for one in batches:
+            group.start_soon(group_commit._send, one)
+    answers = [write.answer.result().rowcount for one in batches for write in one]
+    assert answers == [1, 1, 1, 1]
+    assert await _hits(database) == {1: 2, 2: 2}
+    assert group_commit.stats.batches_retried == 1
+    assert group_commit.stats.batches == 1
 
 
 @POSTGRES_ONLY
