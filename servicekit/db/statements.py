@@ -168,22 +168,31 @@ class SqliteTransaction(Transaction):
 class PostgresTransaction(Transaction):
     """A transaction on a psycopg asyncio connection in autocommit mode (begun by hand)."""
 
-    __slots__ = ("_begin", "_open", "connection")
+    __slots__ = ("_begin", "_cursor", "_open", "connection")
     postgres = True
 
-    def __init__(self, connection: psycopg.AsyncConnection[Any], kind: str = WRITE) -> None:
+    def __init__(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        kind: str = WRITE,
+        cursor: psycopg.AsyncCursor[Any] | None = None,
+    ) -> None:
+        """``cursor``: the connection's own, reused from transaction to transaction; a new
+        cursor per statement (``connection.execute``) would look up every parameter's dumper
+        again."""
         self.connection = connection
+        self._cursor = cursor or connection.cursor()
         self._begin = _POSTGRES_BEGIN[kind]
         self._open = False
 
     async def _run(self, statement: SQL, params: Params | None) -> psycopg.AsyncCursor[Any]:
         try:
             if not self._open and self._begin is not None:
-                await self.connection.execute(self._begin)
+                await self._cursor.execute(self._begin)
                 self._open = True
             if not params:
-                return await self.connection.execute(statement.postgres)
-            return await self.connection.execute(statement.postgres, postgres_params(params))
+                return await self._cursor.execute(statement.postgres)
+            return await self._cursor.execute(statement.postgres, postgres_params(params))
         except psycopg.Error as exc:
             raise wrapped(exc, statement, psycopg.Error) from exc
 
@@ -214,6 +223,6 @@ class PostgresTransaction(Transaction):
         if self._open:
             self._open = False
             try:
-                await self.connection.execute("COMMIT" if commit else "ROLLBACK")
+                await self._cursor.execute("COMMIT" if commit else "ROLLBACK")
             except psycopg.Error as exc:
                 raise wrapped(exc, None, psycopg.Error) from exc

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
+from servicekit.db import database as kit_database
 from servicekit.db import sqlite as kit_sqlite
 from servicekit.db.database import (
     CHECKPOINT_AFTER_CHANGES,
@@ -800,6 +801,74 @@ async def test_a_pool_of_connections_the_server_ended_is_replaced_without_waitin
     await anyio.sleep(0.2)
     with anyio.fail_after(0.8):  # the pool's first back-off alone is 0.9-1.1 s
         await database.run(_backend_pid)
+
+
+@POSTGRES_ONLY
+async def test_a_connection_goes_from_transaction_to_transaction_and_back_to_the_pool_in_time(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One transaction after another runs on one connection kept from the last, without asking
+    the pool each time; a connection left in a transaction never is; once KEEP_FOR_S has
+    passed, each goes back to the pool."""
+    assert isinstance(database, PostgresDatabase)
+    pids = {await database.run(_backend_pid) for _ in range(20)}
+    await database.execute(SQL("SELECT 1"))
+    pool = database._pool
+    assert pool is not None
+    asked = pool.get_stats().get("requests_num", 0)
+    for _ in range(30):
+        pids.add(await database.run(_backend_pid))
+        await database.write(SQL("SELECT 1"))
+    assert len(pids) == 1
+    assert pool.get_stats().get("requests_num", 0) == asked
+
+    async def left_open(tx: Transaction) -> None:
+        # BEGIN by hand, then the work fails: the rollback is what ends it, not a commit.
+        await tx.execute(SQL("SELECT 1"))
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        await database.run(left_open)
+    assert all(
+        connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        for connection in database._kept
+    )
+
+    monkeypatch.setattr(kit_database, "KEEP_FOR_S", 0.0)
+    while database._kept:  # those kept go back, as once their time had passed
+        await database._to_pool(database._kept.pop())
+    asked = pool.get_stats().get("requests_num", 0)
+    for _ in range(10):
+        await database.run(_backend_pid)
+    assert pool.get_stats().get("requests_num", 0) - asked >= 10
+    assert database._kept == []
+
+
+@POSTGRES_ONLY
+async def test_transactions_waiting_for_the_pool_get_the_connections_others_are_done_with(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three times as many transactions at once as the pool has connections: those waiting in
+    the pool are handed the connections the first are done with (none kept from them for a
+    later transaction), so every one commits, long before the pool's timeout."""
+    assert isinstance(database, PostgresDatabase)
+    monkeypatch.setattr(kit_database, "POOL_TIMEOUT_S", 5.0)
+    await database.execute(SQL("CREATE TABLE IF NOT EXISTS waited (n integer)"))
+    await database.execute(SQL("DELETE FROM waited"))
+
+    async def hold(tx: Transaction) -> None:
+        await tx.execute(SQL("SELECT pg_sleep(0.05)"))
+        await tx.execute(SQL("INSERT INTO waited (n) VALUES (1)"))
+
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        for _ in range(3 * kit_database.POOL_MAX_SIZE):
+            group.start_soon(database.run, hold)
+    assert time.monotonic() - started < kit_database.POOL_TIMEOUT_S
+    count = await database.run(lambda tx: tx.one(SQL("SELECT count(*) FROM waited")))
+    assert count is not None
+    assert count[0] == 3 * kit_database.POOL_MAX_SIZE
+    assert len(database._kept) <= kit_database.POOL_MAX_SIZE
 
 
 @POSTGRES_ONLY
