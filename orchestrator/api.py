@@ -190,9 +190,9 @@ async def create_checkout(
     placing: Placing | None = state.placing
     try:
         if placing is None:
-            recorded = await journal.create(checkout, settings.step_order)
+            await supervisor.place(checkout, settings.step_order)
         else:
-            recorded = await placing.place(checkout, settings.step_order)
+            await placing.place(checkout, settings.step_order)
     except IntegrityError as exc:
         if not (key_hash and is_duplicate_key(exc)):
             raise
@@ -200,8 +200,6 @@ async def create_checkout(
         assert existing is not None
         return await _answer_repeat(existing, digest, journal, settings)
 
-    if placing is None:
-        supervisor.start(checkout.id, checkout.lease_token, recorded)
     headers = {"Location": f"/checkouts/{checkout.id}"}
     ended_here = None
     if _wants_async(prefer):

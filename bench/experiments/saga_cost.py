@@ -120,10 +120,12 @@ async def main(args: argparse.Namespace) -> None:
 
     async def one(group_commit: bool) -> None:
         checkout = _new_checkout(body, settings, None, "")
-        recorded = await journal.create(checkout, settings.step_order)
-        # As ``Supervisor`` marks each saga it drives.
+        # As ``Supervisor.place`` records it (its first step started) and marks each saga it drives.
+        recorded = await journal.create(checkout, settings.step_order, start=runner.first_start)
         with database.writer() if group_commit else contextlib.nullcontext():
-            ended = await runner.drive(checkout.id, checkout.lease_token, recorded)
+            ended = await runner.drive(
+                checkout.id, checkout.lease_token, recorded, first_started=True
+            )
         # The runner's records, as the journal committed them.
         if ended is None or ended[0].status != "completed":
             raise RuntimeError(f"checkout {checkout.id} did not complete: {ended}")

@@ -31,7 +31,7 @@ from orchestrator.journal.records import (
     StepRecord,
 )
 from orchestrator.models import Checkout, Step
-from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus, StepStatus
+from orchestrator.statuses import UNFINISHED_STATUSES, CheckoutStatus
 from servicekit.db.database import Database
 from servicekit.db.statements import SQL, Row, Transaction
 from servicekit.db.values import row_reader, uuid_of
@@ -63,15 +63,21 @@ _BY_KEY = SQL(f"SELECT {_CHECKOUT_LIST} FROM checkout WHERE idempotency_key_hash
 _INSERT_CHECKOUT = SQL(
     f"INSERT INTO checkout ({_CHECKOUT_LIST}) VALUES ({', '.join(f':{c}' for c in CHECKOUT_COLUMNS)})"
 )
+# A new checkout's steps: pending, or (its first group) started or skipped by its insert.
+NEW_STEP_COLUMNS = ("status", "attempts", "started_at", "finished_at")
+_NEW_STEP_LIST = ", ".join(("checkout_id", "name", "position", *NEW_STEP_COLUMNS))
 _INSERT_STEP = SQL(
-    "INSERT INTO step (checkout_id, name, position, status, attempts)"
-    " VALUES (:id, :name, :position, :status, 0)"
+    f"INSERT INTO step ({_NEW_STEP_LIST}) VALUES (:id, :name, :position, "
+    f"{', '.join(f':{c}' for c in NEW_STEP_COLUMNS)})"
 )
 _INSERT_WITH_STEPS = SQL(
     f"WITH inserted AS ({_INSERT_CHECKOUT.sqlite} RETURNING id) "
-    "INSERT INTO step (checkout_id, name, position, status, attempts) "
-    "SELECT inserted.id, new.name, new.position, :step_status, 0 "
-    "FROM inserted, unnest(:names::varchar[], :positions::integer[]) AS new (name, position)"
+    f"INSERT INTO step ({_NEW_STEP_LIST}) "
+    f"SELECT inserted.id, new.name, new.position, {', '.join(f'new.{c}' for c in NEW_STEP_COLUMNS)} "
+    "FROM inserted, unnest(:step_name::varchar[], :step_position::integer[], "
+    ":step_status::varchar[], :step_attempts::integer[], :step_started_at::timestamptz[], "
+    ":step_finished_at::timestamptz[]) "
+    f"AS new (name, position, {', '.join(NEW_STEP_COLUMNS)})"
 )
 _CLAIM_SET = (
     "UPDATE checkout SET lease_owner = :owner, lease_token = lease_token + 1, "
@@ -134,20 +140,19 @@ async def insert(
     *,
     also: Callable[[Transaction], Awaitable[None]] | None = None,
 ) -> None:
-    """Insert a checkout and its pending steps, and what ``also`` writes, in one transaction;
-    ``IntegrityError`` if its key is taken."""
+    """Insert a checkout and its steps (as their records stand: pending, or started), and what
+    ``also`` writes, in one transaction; ``IntegrityError`` if its key is taken."""
     values = {column: getattr(checkout, column) for column in CHECKOUT_COLUMNS}
     if database.postgres and also is None:
-        values |= {
-            "step_status": StepStatus.pending,
-            "names": [step.name for step in steps],
-            "positions": [step.position for step in steps],
-        }
+        for column in ("name", "position", *NEW_STEP_COLUMNS):
+            # Prefixed: the checkout has a ``status`` of its own.
+            values[f"step_{column}"] = [getattr(step, column) for step in steps]
         await database.write(_INSERT_WITH_STEPS, values)
         return
     step_rows = [
-        {"id": checkout.id, "name": s.name, "position": s.position, "status": s.status}
-        for s in steps
+        {"id": checkout.id, "name": step.name, "position": step.position}
+        | {column: getattr(step, column) for column in NEW_STEP_COLUMNS}
+        for step in steps
     ]
 
     async def work(tx: Transaction) -> None:

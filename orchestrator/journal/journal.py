@@ -50,10 +50,13 @@ class Journal:
         checkout: CheckoutRecord,
         step_names: list[str],
         *,
+        start: Callable[[Loaded], Transition] | None = None,
         also: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> Loaded:
         """Record a new checkout with its pending steps, leased to this replica (token 1).
 
+        ``start``: the first transition of its saga, given the records about to be inserted;
+        it is inserted with them, one transaction instead of two (the runner's ``first_start``).
         ``also`` writes in the same transaction (a choreographed checkout's placed event, to
         the outbox).
 
@@ -66,6 +69,14 @@ class Journal:
         steps = [
             pending_step(checkout.id, name, position) for position, name in enumerate(step_names)
         ]
+        if start is not None:
+            started = start((checkout, steps))
+            for values in started.steps.values():
+                if not values.keys() <= set(checkouts.NEW_STEP_COLUMNS):
+                    raise ValueError(
+                        f"a new step's insert writes only {checkouts.NEW_STEP_COLUMNS}"
+                    )
+            started.apply(checkout, {step.name: step for step in steps})
         await checkouts.insert(self.database, checkout, steps, also=also)
         return checkout, steps
 

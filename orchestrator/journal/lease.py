@@ -11,7 +11,8 @@ journal, is repeated with the same Idempotency-Key, as after a crash just before
 
 A checkout that succeeds at once is thus four transactions after its insert instead of eight:
 running + first step running, each step's success + the next step running, the last success +
-completed.
+completed; and one fewer when this replica placed it, since its insert starts the first step
+(``Supervisor.place``): nothing is called between the two.
 
 The records change only here, and only with what was committed: so once a drive ends, they are
 the checkout as the journal holds it, and the request that placed it answers from them instead

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,18 +72,36 @@ class Forward:
         self.telemetry = telemetry
         self.resume_delay_s = resume_delay_s
 
+    def first_start(self, ctx: SagaContext, plan: Plan, steps: dict[str, StepRecord]) -> Transition:
+        """The start of a new checkout's first group (its steps ``running``, first attempt
+        counted; those not needed ``skipped``), for the checkout's insert to commit: the
+        drive then goes on with ``first_started``."""
+        return self._start_of(ctx, plan, plan.groups[0], steps)[0]
+
     async def run(
-        self, journal: LeasedCheckout, ctx: SagaContext, plan: Plan, deadline_at: float | None
+        self,
+        journal: LeasedCheckout,
+        ctx: SagaContext,
+        plan: Plan,
+        deadline_at: float | None,
+        *,
+        first_started: bool = False,
     ) -> str:
-        """Run the groups not yet done, in turn: done, failed (its error recorded) or parked."""
-        for group in plan.groups:
+        """Run the groups not yet done, in turn: done, failed (its error recorded) or parked.
+
+        ``first_started``: the first group's start (``first_start``) is committed already, and
+        its attempts not yet made.
+        """
+        for index, group in enumerate(plan.groups):
             rows = journal.steps
             todo = [name for name in group if rows[name].status not in DONE_STEP_STATUSES]
             if not todo:
                 continue
             forward = _Group(unsettled=len(todo))
-            started = len(todo) > 1
-            if started:
+            # A checkout placed here had its first group started by its insert (``first_start``).
+            recorded = first_started and index == 0
+            started = recorded or len(todo) > 1
+            if started and not recorded:
                 try:
                     todo = await self._start_together(journal, ctx, plan, todo, forward)
                 except CancelRequestedError:
@@ -121,19 +140,26 @@ class Forward:
 
         Returns the steps started, whose first attempt is thus recorded before their tasks run.
         """
+        transition, started = self._start_of(ctx, plan, todo, journal.steps)
+        group.unsettled = len(started)
+        await journal.record(transition, unless_cancelled=True)
+        return started
+
+    def _start_of(
+        self, ctx: SagaContext, plan: Plan, todo: Sequence[str], rows: dict[str, StepRecord]
+    ) -> tuple[Transition, list[str]]:
+        """The start of ``todo``'s steps together (those not needed: ``skipped``), and which
+        steps it starts."""
         transition, started = Transition(), []
         for name in todo:
-            row = journal.steps[name]
             if not self.steps[name].applies(ctx):
                 transition = transition.then(
                     Transition.of_step(name, status=StepStatus.skipped, finished_at=utcnow())
                 )
                 continue
             started.append(name)
-            transition = transition.then(self._attempt_started(plan, name, row))
-        group.unsettled = len(started)
-        await journal.record(transition, unless_cancelled=True)
-        return started
+            transition = transition.then(self._attempt_started(plan, name, rows[name]))
+        return transition, started
 
     @staticmethod
     def _attempt_started(plan: Plan, name: str, row: StepRecord) -> Transition:

@@ -66,13 +66,32 @@ class SagaRunner:
         self.forward = Forward(steps, policy, calls, self.telemetry, resume_delay_s)
         self.compensator = Compensator(steps, policy, calls, self.telemetry)
 
+    def first_start(self, loaded: Loaded) -> Transition:
+        """A new checkout's first transition (running, its first group started), for the
+        journal to insert with it (``Journal.create``'s ``start``): the checkout is then driven
+        with ``first_started``, and its first call follows its insert with no write between."""
+        checkout, steps = loaded
+        return Transition.of_checkout(status=CheckoutStatus.running).then(
+            self.forward.first_start(
+                context_of(checkout),
+                parse_plan(checkout.step_order),
+                {step.name: step for step in steps},
+            )
+        )
+
     async def drive(
-        self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None = None
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        loaded: Loaded | None = None,
+        *,
+        first_started: bool = False,
     ) -> Loaded | None:
         """Take the checkout from wherever its journal stands to completed, failed or parked.
 
         ``loaded``: the checkout and steps as just recorded (a checkout this replica created), to
-        spare reading them back. Returns them as the journal holds them once the drive ends
+        spare reading them back; ``first_started``: recorded with ``first_start``, whose
+        attempts are yet to be made. Returns them as the journal holds them once the drive ends
         (None for a checkout that does not exist).
         """
         with self.telemetry.driving(checkout_id):
@@ -82,17 +101,19 @@ class SagaRunner:
                     return None
             lease = LeasedCheckout(self.journal, loaded, token)
             if lease.checkout.status in UNFINISHED_STATUSES:
-                await self._drive(lease)
+                await self._drive(lease, first_started)
             return lease.loaded()
 
-    async def _drive(self, journal: LeasedCheckout) -> None:
+    async def _drive(self, journal: LeasedCheckout, first_started: bool) -> None:
         checkout_id, checkout = journal.checkout_id, journal.checkout
         ctx = context_of(checkout)
         plan = parse_plan(checkout.step_order)
         if checkout.status == CheckoutStatus.pending:
             journal.later(Transition.of_checkout(status=CheckoutStatus.running))
         if checkout.error is None:
-            outcome = await self.forward.run(journal, ctx, plan, checkout.deadline_at)
+            outcome = await self.forward.run(
+                journal, ctx, plan, checkout.deadline_at, first_started=first_started
+            )
             if outcome == FORWARD_PARKED:
                 return
             if outcome == FORWARD_DONE:

@@ -21,7 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from orchestrator.journal.journal import Journal, LeaseLostError
-from orchestrator.journal.records import Loaded
+from orchestrator.journal.records import CheckoutRecord, Loaded
 from orchestrator.saga.runner import SagaRunner
 from servicekit.logs import get_logger
 
@@ -51,15 +51,32 @@ class Supervisor:
         """How many checkouts this replica is driving now."""
         return len(self._in_flight)
 
-    def start(self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None = None) -> None:
+    async def place(self, checkout: CheckoutRecord, step_names: list[str]) -> Loaded:
+        """Record a new checkout, its first steps started in the same transaction, and drive it
+        here; returns it as recorded. ``IntegrityError`` when its idempotency key is taken."""
+        recorded = await self.journal.create(checkout, step_names, start=self.runner.first_start)
+        self.start(checkout.id, checkout.lease_token, recorded, first_started=True)
+        return recorded
+
+    def start(
+        self,
+        checkout_id: uuid.UUID,
+        token: int,
+        loaded: Loaded | None = None,
+        *,
+        first_started: bool = False,
+    ) -> None:
         """Drive a checkout this replica holds the lease of, in the background.
 
-        ``loaded``: the checkout and its steps as just recorded, when this replica created it.
+        ``loaded``: the checkout and its steps as just recorded, when this replica created it;
+        ``first_started``: with its first group started (``place``).
         """
         if self._group is None or checkout_id in self._in_flight:
             return
         self._in_flight[checkout_id] = token
-        saga = asyncio.get_running_loop().create_task(self._drive(checkout_id, token, loaded))
+        saga = asyncio.get_running_loop().create_task(
+            self._drive(checkout_id, token, loaded, first_started)
+        )
         self._sagas[checkout_id] = saga
         saga.add_done_callback(functools.partial(self._forget, checkout_id))
 
@@ -79,12 +96,14 @@ class Supervisor:
         return saga.result() if saga.done() and not saga.cancelled() else None
 
     async def _drive(
-        self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None
+        self, checkout_id: uuid.UUID, token: int, loaded: Loaded | None, first_started: bool
     ) -> Loaded | None:
         try:
             # Sagas in flight at once: their journal writes may share transactions (SQLite).
             with self.journal.database.writer():
-                return await self.runner.drive(checkout_id, token, loaded)
+                return await self.runner.drive(
+                    checkout_id, token, loaded, first_started=first_started
+                )
         except LeaseLostError as exc:
             log.warning(
                 "lease lost", checkout_id=str(checkout_id), outcome="lease_lost", detail=str(exc)

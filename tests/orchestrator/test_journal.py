@@ -292,6 +292,50 @@ async def test_the_journal_writes_the_rows_the_orm_writes_and_reads(store: Store
 
 
 @bounded
+async def test_a_checkout_inserted_with_its_first_start_stores_the_started_steps(
+    store: Store,
+) -> None:
+    """``create`` with ``start``: the checkout and its steps are stored as the start left them
+    (running, attempt counted, started; skipped and finished), in the insert's one transaction;
+    a start that would write a column the insert does not is refused, inserting nothing."""
+    journal = store.journal()
+
+    def first_start(loaded: Loaded) -> Transition:
+        assert [step.status for step in loaded[1]] == [StepStatus.pending] * 3
+        return Transition(
+            {"status": CheckoutStatus.running, "past_pivot": True},
+            {
+                "warehouse": {"status": StepStatus.running, "attempts": 1, "started_at": STARTED},
+                "rewards": {"status": StepStatus.skipped, "finished_at": AT},
+            },
+        )
+
+    created = await journal.create(a_checkout(), STEPS, start=first_start)
+    checkout_id = created[0].id
+    assert orm_checkout(store.orm, checkout_id) == asdict(created[0])
+    assert without(orm_steps(store.orm, checkout_id), "id") == step_dicts(created[1])
+    through_orm = orm_checkout(store.orm, checkout_id)
+    assert through_orm is not None
+    assert (through_orm["status"], through_orm["past_pivot"]) == ("running", True)
+    steps = orm_steps(store.orm, checkout_id)
+    assert [(s["status"], s["attempts"]) for s in steps] == [
+        ("running", 1),
+        ("skipped", 0),
+        ("pending", 0),
+    ]
+    assert steps[0]["started_at"] == STARTED
+    assert steps[1]["finished_at"] == AT
+    assert (steps[2]["started_at"], steps[2]["finished_at"]) == (None, None)
+
+    def too_much(_: Loaded) -> Transition:
+        return Transition.of_step("warehouse", status=StepStatus.running, result="{}")
+
+    with pytest.raises(ValueError, match="writes only"):
+        await journal.create(a_checkout(), STEPS, start=too_much)
+    assert count_checkouts(store.orm) == 1
+
+
+@bounded
 async def test_a_leased_checkouts_records_are_the_rows_it_committed(store: Store) -> None:
     """The records a ``LeasedCheckout`` keeps after each write are the rows the journal holds."""
     journal = store.journal()

@@ -91,6 +91,8 @@ class Run:
     parks: int = 0
     cancels: list[bool] = field(default_factory=list)  # whether each cancel request was accepted
     deadline_passed: bool = False
+    # As placed (``Supervisor.place``): recorded with its first steps started, for the first drive.
+    placed: Loaded | None = None
 
     def runner(self, journal: Journal | None = None) -> SagaRunner:
         steps = fake_steps(self.services)
@@ -135,9 +137,15 @@ class Run:
         """Drive until terminal: a new replica takes over after each crash and each park."""
         self.services.operator_cancel = self.request_cancel
         await self.between_drives()
+        if self.deadline_passed or self.cancels:
+            # Changed in the journal since it was placed: the first drive reads it back.
+            self.placed = None
         while True:
             try:
-                await self.runner().drive(self.checkout_id, self.token)
+                placed, self.placed = self.placed, None
+                await self.runner().drive(
+                    self.checkout_id, self.token, placed, first_started=placed is not None
+                )
             except Crash as crash:
                 self.crashes.append(str(crash))
             else:
@@ -200,14 +208,16 @@ async def start(
     deadline_after_parks: int | None = None,
     cancel_at: int | None = None,
 ) -> Run:
-    """Record a new checkout (deadline in an hour), leased to replica-0 with token 1.
+    """Place a new checkout (deadline in an hour) as the API does, leased to replica-0 with
+    token 1: recorded with its first steps started (``SagaRunner.first_start``).
 
     ``order``: the steps in sequence, or a plan as CHECKOUT_STEPS writes it (with groups).
     """
     plan = parse_plan(order if isinstance(order, str) else ",".join(order))
     journal = Journal(database, owner="replica-0", lease_ttl_s=LEASE_TTL_S)
     checkout = new_checkout(member=member, plan=str(plan), deadline_at=time.time() + 3600)
-    await journal.create(checkout, plan.order)
+    first_start = SagaRunner(journal, fake_steps(services), POLICY).first_start
+    placed = await journal.create(checkout, plan.order, start=first_start)
     assert checkout.lease_token == 1
     return Run(
         database,
@@ -219,6 +229,7 @@ async def start(
         member,
         deadline_after_parks,
         cancel_at,
+        placed=placed,
     )
 
 

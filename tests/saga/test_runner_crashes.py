@@ -277,24 +277,38 @@ async def test_a_terminal_checkout_driven_again_changes_nothing(
     assert checkout.status == ("failed" if refused else "completed")
 
 
-@pytest.mark.parametrize(("member", "created_here"), [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize(
+    ("member", "driven"),
+    [
+        (True, "placed"),
+        (False, "placed"),
+        (True, "as created"),
+        (False, "as created"),
+        (True, "read back"),
+    ],
+)
 async def test_every_call_finds_its_step_and_all_before_it_committed(
-    database: Database, member: bool, created_here: bool
+    database: Database, member: bool, driven: str
 ) -> None:
     """A success is committed with the next step's start, never later than the next call.
 
-    At each call, a separate reader sees the step ``running`` and every step before it
-    ``succeeded`` or ``skipped``; a checkout that completes at once costs four fenced
-    transactions after its insert (a member's), whether it is driven from what its creator
-    recorded or read back from the journal.
+    At each call, a separate reader sees the step ``running`` (its attempt counted) and every
+    step before it ``succeeded`` or ``skipped``. A checkout that completes at once costs four
+    fenced transactions after its insert (a member's), whether it is driven from what its
+    creator recorded or read back from the journal; one fewer when placed as the API places
+    it, its insert starting the first step.
     """
     services = FakeServices()
     journal = Journal(database, owner="here", lease_ttl_s=30)
     checkout = new_checkout(member=member, plan=",".join(ORDER), deadline_at=None)
-    recorded = await journal.create(checkout, ORDER)
+    steps = fake_steps(services)
+    first_start = SagaRunner(journal, steps, POLICY).first_start
+    recorded = await journal.create(
+        checkout, ORDER, start=first_start if driven == "placed" else None
+    )
     reader = Journal(database, owner="reader", lease_ttl_s=30)
     seen: dict[str, dict[str, str]] = {}
-    steps = fake_steps(services)
+    attempts: dict[str, int] = {}
 
     def watched(name: str, execute: Any) -> Any:
         async def execute_after_reading(ctx: Any) -> Any:
@@ -302,6 +316,7 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
             assert loaded is not None
             assert loaded[0].status == "running"
             seen[name] = {row.name: row.status for row in loaded[1]}
+            attempts[name] = next(row.attempts for row in loaded[1] if row.name == name)
             return await execute(ctx)
 
         return execute_after_reading
@@ -318,7 +333,12 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
 
     journal.commit = counted  # type: ignore[method-assign]
     runner = SagaRunner(journal, steps, POLICY)
-    await runner.drive(checkout.id, 1, recorded if created_here else None)
+    await runner.drive(
+        checkout.id,
+        1,
+        None if driven == "read back" else recorded,
+        first_started=driven == "placed",
+    )
 
     rewards = "succeeded" if member else "skipped"
     assert seen["warehouse"] == {"warehouse": "running", "rewards": "pending", "email": "pending"}
@@ -339,4 +359,5 @@ async def test_every_call_finds_its_step_and_all_before_it_committed(
         "email": "succeeded",
     }
     assert all(row.result for row in loaded[1] if row.status == "succeeded")
-    assert fenced == (4 if member else 3)
+    assert fenced == (4 if member else 3) - (driven == "placed")
+    assert set(attempts.values()) == {1}
